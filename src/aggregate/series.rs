@@ -1,0 +1,101 @@
+//! Cached metric handles per label set, behind a cardinality guard.
+//!
+//! Two jobs. Speed: creating a handle hashes the whole label set, so each
+//! label set's handles are created once and found again by a string key
+//! built in a reused buffer (no allocation on a hit). Safety: a family holds
+//! at most `limit` label sets; past it, every new label set is folded into a
+//! single `__overflow__` series and counted, so a client sending a million
+//! distinct chain names costs `limit` series, not a million.
+
+use crate::export::names::{CARDINALITY_LIMIT, CARDINALITY_OVERFLOW, CARDINALITY_SERIES};
+use crate::export::Registry;
+use metrics::{Counter, Gauge};
+use std::collections::HashMap;
+
+/// Separates label values inside a cache key; it cannot occur in a value
+/// that matters (control character).
+pub const SEP: char = '\u{1f}';
+
+pub struct Family<H> {
+    map: HashMap<Box<str>, H>,
+    overflow: Option<H>,
+    limit: usize,
+    series: Gauge,
+    overflowed: Counter,
+}
+
+impl<H> Family<H> {
+    pub fn new(registry: &Registry, name: &'static str, limit: usize) -> Self {
+        registry
+            .gauge(CARDINALITY_LIMIT, &[("family", name)])
+            .set(limit as f64);
+        Family {
+            map: HashMap::new(),
+            overflow: None,
+            limit,
+            series: registry.gauge(CARDINALITY_SERIES, &[("family", name)]),
+            overflowed: registry.counter(CARDINALITY_OVERFLOW, &[("family", name)]),
+        }
+    }
+
+    /// The handles for `key`, created by `make(false)` on first sight, or the
+    /// overflow handles (`make(true)`) once the family is full.
+    pub fn get(&mut self, key: &str, make: impl FnOnce(bool) -> H) -> &H {
+        if self.map.contains_key(key) {
+            // Two lookups on a hit keep the borrow checker happy without an
+            // allocation; a hit is the common case and both are cheap.
+            return &self.map[key];
+        }
+        if self.map.len() >= self.limit {
+            self.overflowed.increment(1);
+            return self.overflow.get_or_insert_with(|| make(true));
+        }
+        self.map.insert(key.into(), make(false));
+        self.series.set(self.map.len() as f64);
+        &self.map[key]
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Builds a cache key from label values into a reused buffer.
+pub fn key_into<'b>(buf: &'b mut String, values: &[&str]) -> &'b str {
+    buf.clear();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            buf.push(SEP);
+        }
+        buf.push_str(v);
+    }
+    buf.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_past_the_limit_and_counts() {
+        let registry = Registry::new();
+        let mut fam: Family<u32> = Family::new(&registry, "test_family", 2);
+        let mut created = 0;
+        for name in ["a", "b", "c", "d", "a"] {
+            fam.get(name, |overflow| {
+                created += 1;
+                if overflow { 999 } else { created }
+            });
+        }
+        assert_eq!(fam.len(), 2);
+        assert_eq!(*fam.get("a", |_| 0), 1);
+        assert_eq!(*fam.get("zzz", |_| 0), 999);
+        let text = registry.render();
+        assert!(text.contains("chainpulse_cardinality_overflow_total{family=\"test_family\"} 3"), "{text}");
+        assert!(text.contains("chainpulse_cardinality_series{family=\"test_family\"} 2"), "{text}");
+    }
+}

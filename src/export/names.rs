@@ -1,0 +1,40 @@
+//! Metric names, in one place so the README, dashboards and alert rules can
+//! be checked against them.
+
+pub const REQUESTS_TOTAL: &str = "chainpulse_requests_total";
+pub const REQUEST_DURATION: &str = "chainpulse_request_duration_seconds";
+pub const RUNS_TOTAL: &str = "chainpulse_runs_total";
+pub const RUN_DURATION: &str = "chainpulse_run_duration_seconds";
+pub const LLM_CALLS_TOTAL: &str = "chainpulse_llm_calls_total";
+pub const LLM_DURATION: &str = "chainpulse_llm_duration_seconds";
+pub const LLM_TTFT: &str = "chainpulse_llm_time_to_first_token_seconds";
+pub const LLM_TOKENS_TOTAL: &str = "chainpulse_llm_tokens_total";
+pub const ERRORS_TOTAL: &str = "chainpulse_errors_total";
+
+pub const SPANS_RECEIVED: &str = "chainpulse_spans_received_total";
+pub const SPANS_REJECTED: &str = "chainpulse_spans_rejected_total";
+pub const REQUESTS_REJECTED: &str = "chainpulse_otlp_requests_rejected_total";
+pub const EXPORT_REQUESTS: &str = "chainpulse_otlp_requests_total";
+pub const ASSEMBLY_TRACES: &str = "chainpulse_assembly_traces";
+pub const ASSEMBLY_SPANS: &str = "chainpulse_assembly_spans";
+pub const ASSEMBLY_EVICTIONS: &str = "chainpulse_assembly_evictions_total";
+pub const ASSEMBLY_INFERRED_ROOTS: &str = "chainpulse_assembly_inferred_roots_total";
+pub const ASSEMBLY_LATE_SPANS: &str = "chainpulse_assembly_late_spans_total";
+pub const CARDINALITY_SERIES: &str = "chainpulse_cardinality_series";
+pub const CARDINALITY_LIMIT: &str = "chainpulse_cardinality_limit";
+pub const CARDINALITY_OVERFLOW: &str = "chainpulse_cardinality_overflow_total";
+pub const INFLIGHT_REQUESTS: &str = "chainpulse_inflight_export_requests";
+pub const BUILD_INFO: &str = "chainpulse_build_info";
+pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+
+/// Label value standing in for every label of a series folded by the
+/// cardinality guard.
+pub const OVERFLOW_LABEL: &str = "__overflow__";
+
+/// Latency buckets (seconds): LLM calls take 0.1 s to minutes; 1, 2 and 3 s
+/// (the P50 / P95 / P99 targets) are bucket edges so `histogram_quantile`
+/// is exact at the thresholds that matter.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0,
+];

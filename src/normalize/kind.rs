@@ -1,0 +1,192 @@
+//! Run kind and run name, across dialects.
+//!
+//! Precedence: the framework's own kind (OpenInference, LangSmith, Langfuse,
+//! Traceloop) over `gen_ai.operation.name`, because the framework kinds are
+//! LangChain's run types while the GenAI operation is sometimes a guess
+//! (OpenLLMetry calls every LCEL root `invoke_agent`; LangSmith calls
+//! retrievers `embeddings`). A generic "chain" is then refined by LangChain's
+//! class-naming conventions (`…OutputParser`, `…PromptTemplate`, `…Retriever`)
+//! so the same step gets the same kind whichever instrumentation sent it.
+
+use super::extract::Extracted;
+use super::run::{Dialect, RunKind};
+use super::value::{as_nonempty_str, as_str};
+
+pub fn resolve(x: &Extracted<'_>, span_name: &str, dialect: Dialect) -> (RunKind, String) {
+    let name = run_name(x, span_name, dialect);
+    let kind = framework_kind(x)
+        .or_else(|| genai_kind(x))
+        .unwrap_or(RunKind::Other);
+    let kind = if kind == RunKind::Chain {
+        refine_chain(&name)
+    } else {
+        kind
+    };
+    (kind, name)
+}
+
+fn framework_kind(x: &Extracted<'_>) -> Option<RunKind> {
+    if let Some(k) = x.oi_kind.and_then(as_str) {
+        return Some(match k.to_ascii_uppercase().as_str() {
+            "CHAIN" => RunKind::Chain,
+            "LLM" => RunKind::Llm,
+            "RETRIEVER" => RunKind::Retriever,
+            "TOOL" => RunKind::Tool,
+            "EMBEDDING" => RunKind::Embedding,
+            "AGENT" => RunKind::Agent,
+            "PROMPT" => RunKind::Prompt,
+            "RERANKER" => RunKind::Reranker,
+            "GUARDRAIL" => RunKind::Guardrail,
+            _ => RunKind::Other,
+        });
+    }
+    if let Some(k) = x.langsmith_kind.and_then(as_str) {
+        return Some(match k {
+            "chain" => RunKind::Chain,
+            "llm" => RunKind::Llm,
+            "retriever" => RunKind::Retriever,
+            "tool" => RunKind::Tool,
+            "embedding" => RunKind::Embedding,
+            "prompt" => RunKind::Prompt,
+            "parser" => RunKind::Parser,
+            _ => RunKind::Other,
+        });
+    }
+    if let Some(k) = x.langfuse_type.and_then(as_str) {
+        return Some(match k {
+            "span" | "chain" => RunKind::Chain,
+            "generation" => RunKind::Llm,
+            "embedding" => RunKind::Embedding,
+            "agent" => RunKind::Agent,
+            "tool" => RunKind::Tool,
+            "retriever" => RunKind::Retriever,
+            "guardrail" => RunKind::Guardrail,
+            _ => RunKind::Other,
+        });
+    }
+    if let Some(k) = x.traceloop_kind.and_then(as_str) {
+        // Traceloop's retriever spans are "task"s with a `vector_db_retrieve`
+        // operation; let the operation decide those.
+        let op = x.genai_operation.and_then(as_str);
+        return Some(match (k, op) {
+            (_, Some("vector_db_retrieve" | "retrieval")) => RunKind::Retriever,
+            ("workflow" | "task", _) => RunKind::Chain,
+            ("agent", _) => RunKind::Agent,
+            ("tool", _) => RunKind::Tool,
+            _ => RunKind::Other,
+        });
+    }
+    None
+}
+
+fn genai_kind(x: &Extracted<'_>) -> Option<RunKind> {
+    let op = x
+        .genai_operation
+        .or(x.llm_request_type)
+        .and_then(as_str)?;
+    Some(match op {
+        "chat" | "generate_content" | "text_completion" | "completion" => RunKind::Llm,
+        "embeddings" | "embedding" => RunKind::Embedding,
+        "retrieval" | "vector_db_retrieve" => RunKind::Retriever,
+        "execute_tool" => RunKind::Tool,
+        "invoke_agent" | "create_agent" => RunKind::Agent,
+        "invoke_workflow" | "execute_task" | "chain" => RunKind::Chain,
+        "rerank" => RunKind::Reranker,
+        "parser" => RunKind::Parser,
+        _ => RunKind::Other,
+    })
+}
+
+/// LangChain class-name conventions for chain runs that are really prompt,
+/// parser or retriever steps.
+fn refine_chain(name: &str) -> RunKind {
+    if name.ends_with("OutputParser") || name.ends_with("Parser") {
+        RunKind::Parser
+    } else if name.ends_with("PromptTemplate") {
+        RunKind::Prompt
+    } else if name.ends_with("Retriever") {
+        RunKind::Retriever
+    } else {
+        RunKind::Chain
+    }
+}
+
+/// The name the application gave the run.
+fn run_name(x: &Extracted<'_>, span_name: &str, dialect: Dialect) -> String {
+    // OpenLLMetry: `rag_query.workflow`, `execute_task retrieve_docs`,
+    // `ScriptedChat.chat`; the entity name is the real run name.
+    if let Some(n) = x.traceloop_entity_name.and_then(as_nonempty_str) {
+        return n.to_owned();
+    }
+    match dialect {
+        Dialect::OpenLlmetry | Dialect::GenAi | Dialect::OpenLit => {
+            let op = x.genai_operation.and_then(as_str).unwrap_or("");
+            let named = match op {
+                "invoke_agent" | "create_agent" => x.genai_agent_name,
+                "execute_tool" => x.genai_tool_name,
+                "invoke_workflow" => x.genai_workflow_name,
+                _ => None,
+            };
+            if let Some(n) = named.and_then(as_nonempty_str) {
+                return n.to_owned();
+            }
+            strip_operation(span_name, op).to_owned()
+        }
+        _ => span_name.to_owned(),
+    }
+}
+
+/// `ScriptedChat.chat` → `ScriptedChat`; `execute_tool search` → `search`;
+/// `rag.workflow` → `rag`. Names that follow no pattern are kept whole.
+fn strip_operation<'s>(name: &'s str, op: &str) -> &'s str {
+    for suffix in [".chat", ".completion", ".workflow", ".task", ".agent", ".tool"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if !base.is_empty() {
+                return base;
+            }
+        }
+    }
+    for prefix in [
+        "execute_task ",
+        "execute_tool ",
+        "invoke_agent ",
+        "invoke_workflow ",
+        "vector_db_retrieve ",
+        "retrieval ",
+    ] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            if !rest.is_empty() {
+                return rest;
+            }
+        }
+    }
+    // GenAI inference spans are named `{operation} {model}`; the model is a
+    // label of its own, so the step is the operation.
+    if !op.is_empty() && name.starts_with(op) && name[op.len()..].starts_with(' ') {
+        return &name[..op.len()];
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_openllmetry_and_genai_names() {
+        assert_eq!(strip_operation("ScriptedChat.chat", "chat"), "ScriptedChat");
+        assert_eq!(strip_operation("rag_query.workflow", ""), "rag_query");
+        assert_eq!(strip_operation("execute_tool search", "execute_tool"), "search");
+        assert_eq!(strip_operation("chat gpt-4o", "chat"), "chat");
+        assert_eq!(strip_operation(".chat", "chat"), ".chat");
+        assert_eq!(strip_operation("plain", ""), "plain");
+    }
+
+    #[test]
+    fn refines_langchain_class_names() {
+        assert_eq!(refine_chain("StrOutputParser"), RunKind::Parser);
+        assert_eq!(refine_chain("ChatPromptTemplate"), RunKind::Prompt);
+        assert_eq!(refine_chain("VectorStoreRetriever"), RunKind::Retriever);
+        assert_eq!(refine_chain("RunnableSequence"), RunKind::Chain);
+    }
+}

@@ -1,0 +1,182 @@
+//! The normalized form of one span: a *chain run*.
+//!
+//! Whatever instrumentation produced a span, the rest of chainpulse only sees
+//! this type. Fields that become metric labels are short strings; inputs and
+//! outputs stay as slices of the received request (`Bytes`), because they are
+//! forwarded, never aggregated.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A trace id (16 bytes) as sent on the wire.
+pub type TraceId = [u8; 16];
+/// A span id (8 bytes) as sent on the wire.
+pub type SpanId = [u8; 8];
+
+/// What a run does, as one vocabulary across dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunKind {
+    Chain,
+    Llm,
+    Retriever,
+    Tool,
+    Embedding,
+    Agent,
+    Prompt,
+    Parser,
+    Reranker,
+    Guardrail,
+    Other,
+}
+
+impl RunKind {
+    pub const ALL: [RunKind; 11] = [
+        RunKind::Chain,
+        RunKind::Llm,
+        RunKind::Retriever,
+        RunKind::Tool,
+        RunKind::Embedding,
+        RunKind::Agent,
+        RunKind::Prompt,
+        RunKind::Parser,
+        RunKind::Reranker,
+        RunKind::Guardrail,
+        RunKind::Other,
+    ];
+
+    /// The label value used in metrics and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Chain => "chain",
+            RunKind::Llm => "llm",
+            RunKind::Retriever => "retriever",
+            RunKind::Tool => "tool",
+            RunKind::Embedding => "embedding",
+            RunKind::Agent => "agent",
+            RunKind::Prompt => "prompt",
+            RunKind::Parser => "parser",
+            RunKind::Reranker => "reranker",
+            RunKind::Guardrail => "guardrail",
+            RunKind::Other => "other",
+        }
+    }
+
+    /// Runs whose token counts are model usage. LangSmith repeats an LLM's
+    /// usage on the chain spans that return its message; counting only these
+    /// kinds is what keeps tokens from being counted twice.
+    pub fn bills_tokens(self) -> bool {
+        matches!(self, RunKind::Llm | RunKind::Embedding)
+    }
+}
+
+/// Which instrumentation produced the span (detected from its attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenInference,
+    OpenLlmetry,
+    LangSmith,
+    Langfuse,
+    OpenLit,
+    GenAi,
+    Unknown,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenInference => "openinference",
+            Dialect::OpenLlmetry => "openllmetry",
+            Dialect::LangSmith => "langsmith",
+            Dialect::Langfuse => "langfuse",
+            Dialect::OpenLit => "openlit",
+            Dialect::GenAi => "gen_ai",
+            Dialect::Unknown => "unknown",
+        }
+    }
+}
+
+/// Token usage of one run. `input` always *includes* cache-read and
+/// cache-write tokens, whatever the dialect's own convention (Langfuse sends
+/// them subtracted; normalization adds them back), so sums are comparable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+}
+
+impl Tokens {
+    pub fn is_zero(&self) -> bool {
+        *self == Tokens::default()
+    }
+}
+
+/// Outcome of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Ok,
+    Error,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Error => "error",
+        }
+    }
+}
+
+/// One normalized span.
+#[derive(Debug, Clone)]
+pub struct ChainRun {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// `None` when the span has no parent: the trace's root run.
+    pub parent_span_id: Option<SpanId>,
+    pub dialect: Dialect,
+    /// `service.name` of the resource that sent the span.
+    pub service: Arc<str>,
+    /// The name the application gave the run (LangChain's `run_name`).
+    pub name: String,
+    pub kind: RunKind,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub tokens: Tokens,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub status: RunStatus,
+    /// Exception class (`RuntimeError`), never a message or a traceback.
+    pub error_type: Option<String>,
+    pub tags: Vec<String>,
+    /// Application metadata, values as strings (JSON text for structures).
+    pub metadata: Vec<(String, String)>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub streaming: Option<bool>,
+    pub time_to_first_token_s: Option<f64>,
+    /// Run inputs / outputs as sent (kept for forwarding, never labels).
+    pub inputs: Option<Bytes>,
+    pub outputs: Option<Bytes>,
+}
+
+impl ChainRun {
+    /// Wall-clock duration in seconds (0 when the clock went backwards).
+    pub fn duration_s(&self) -> f64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano) as f64 / 1e9
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id.is_none()
+    }
+
+    /// A metadata value by key.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,113 @@
+//! Reading OTLP `AnyValue`s leniently.
+//!
+//! Instrumentations disagree on types (token counts as ints, doubles or
+//! strings; booleans as strings), so every accessor accepts the reasonable
+//! encodings and returns `None` for anything else instead of failing the span.
+
+use crate::otlp_view::{any_value::Value, AnyValue};
+
+/// The string inside a string value. UTF-8 was checked by `receive::validate`;
+/// a value that is somehow not UTF-8 reads as absent rather than panicking.
+pub fn as_str(v: &AnyValue) -> Option<&str> {
+    match &v.value {
+        Some(Value::StringValue(b)) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+/// A non-empty string value.
+pub fn as_nonempty_str(v: &AnyValue) -> Option<&str> {
+    as_str(v).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// An integer from an int, an integral double, or a numeric string.
+pub fn as_i64(v: &AnyValue) -> Option<i64> {
+    match &v.value {
+        Some(Value::IntValue(i)) => Some(*i),
+        Some(Value::DoubleValue(d)) if d.is_finite() && d.fract() == 0.0 => Some(*d as i64),
+        Some(Value::StringValue(_)) => as_str(v)?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A token count: a non-negative integer.
+pub fn as_count(v: &AnyValue) -> Option<u64> {
+    as_i64(v).and_then(|i| u64::try_from(i).ok())
+}
+
+/// A float from a double, an int or a numeric string.
+pub fn as_f64(v: &AnyValue) -> Option<f64> {
+    match &v.value {
+        Some(Value::DoubleValue(d)) => Some(*d),
+        Some(Value::IntValue(i)) => Some(*i as f64),
+        Some(Value::StringValue(_)) => as_str(v)?.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+}
+
+/// A boolean from a bool or a `"true"` / `"false"` string.
+pub fn as_bool(v: &AnyValue) -> Option<bool> {
+    match &v.value {
+        Some(Value::BoolValue(b)) => Some(*b),
+        Some(Value::StringValue(_)) => match as_str(v)?.trim() {
+            s if s.eq_ignore_ascii_case("true") => Some(true),
+            s if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The strings of a string array (non-string elements are skipped).
+pub fn str_array(v: &AnyValue) -> impl Iterator<Item = &str> {
+    let values = match &v.value {
+        Some(Value::ArrayValue(a)) => a.values.as_slice(),
+        _ => &[],
+    };
+    values.iter().filter_map(as_str)
+}
+
+/// Any value rendered as text: scalars as themselves, structures as JSON.
+pub fn to_text(v: &AnyValue) -> String {
+    match &v.value {
+        Some(Value::StringValue(_)) => as_str(v).unwrap_or_default().to_owned(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(Value::BytesValue(b)) => hex::encode(b),
+        Some(_) => to_json(v).to_string(),
+        None => String::new(),
+    }
+}
+
+/// Any value as a JSON value.
+pub fn to_json(v: &AnyValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &v.value {
+        Some(Value::StringValue(_)) => J::String(as_str(v).unwrap_or_default().to_owned()),
+        Some(Value::BoolValue(b)) => J::Bool(*b),
+        Some(Value::IntValue(i)) => J::from(*i),
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+        Some(Value::BytesValue(b)) => J::String(hex::encode(b)),
+        Some(Value::ArrayValue(a)) => J::Array(a.values.iter().map(to_json).collect()),
+        Some(Value::KvlistValue(kv)) => J::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    let key = std::str::from_utf8(&kv.key).unwrap_or_default().to_owned();
+                    (key, kv.value.as_ref().map_or(J::Null, to_json))
+                })
+                .collect(),
+        ),
+        None => J::Null,
+    }
+}
+
+/// The raw bytes of a string value, sliced from the request (no copy).
+pub fn raw_bytes(v: &AnyValue) -> Option<bytes::Bytes> {
+    match &v.value {
+        Some(Value::StringValue(b)) if !b.is_empty() => Some(b.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,218 @@
+//! The stages wired together: bytes in, metrics out.
+//!
+//! Ingest runs on the caller's task (the gRPC or HTTP handler): decoding and
+//! normalizing happen outside any lock, in parallel across connections; only
+//! assembly and recording take the aggregator's lock, for microseconds. An
+//! export is acknowledged only after its spans are in the aggregator, so an
+//! acknowledged span is always counted.
+
+use crate::aggregate::Aggregator;
+use crate::config::Config;
+use crate::export::names::*;
+use crate::export::Registry;
+use crate::normalize;
+use crate::otlp_view::ExportTraceServiceRequest;
+use crate::receive::validate::validate;
+use crate::receive::{IngestError, Protocol};
+use bytes::Bytes;
+use metrics::{Counter, Gauge};
+use parking_lot::Mutex;
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What an accepted export request yielded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub spans: u64,
+    pub rejected: u64,
+    /// For OTLP `partial_success.error_message` (empty when nothing was rejected).
+    pub message: String,
+}
+
+struct ProtocolMetrics {
+    requests: Counter,
+    spans: Counter,
+    rejected: HashMap<&'static str, Counter>,
+}
+
+pub struct Pipeline {
+    registry: Arc<Registry>,
+    aggregator: Mutex<Aggregator>,
+    protocols: HashMap<Protocol, ProtocolMetrics>,
+    spans_rejected: HashMap<&'static str, Counter>,
+    inflight: AtomicUsize,
+    inflight_gauge: Gauge,
+    max_inflight: usize,
+    max_request_bytes: usize,
+}
+
+const REQUEST_REJECT_REASONS: [&str; 10] = [
+    "malformed_protobuf",
+    "malformed_json",
+    "invalid_utf8",
+    "empty_body",
+    "too_large",
+    "decompressed_too_large",
+    "malformed_gzip",
+    "unsupported_encoding",
+    "unsupported_media_type",
+    "overloaded",
+];
+
+const SPAN_REJECT_REASONS: [&str; 3] =
+    ["invalid_trace_id", "invalid_span_id", "invalid_parent_span_id"];
+
+impl Pipeline {
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
+        // Every self-metric series exists from the start (at 0), so rates and
+        // alerts work before the first incident.
+        let protocols = Protocol::ALL
+            .into_iter()
+            .map(|p| {
+                let l = [("protocol", p.as_str())];
+                let rejected = REQUEST_REJECT_REASONS
+                    .into_iter()
+                    .map(|r| {
+                        (r, registry.counter(REQUESTS_REJECTED, &[("protocol", p.as_str()), ("reason", r)]))
+                    })
+                    .collect();
+                let m = ProtocolMetrics {
+                    requests: registry.counter(EXPORT_REQUESTS, &l),
+                    spans: registry.counter(SPANS_RECEIVED, &l),
+                    rejected,
+                };
+                (p, m)
+            })
+            .collect();
+        let spans_rejected = SPAN_REJECT_REASONS
+            .into_iter()
+            .map(|r| (r, registry.counter(SPANS_REJECTED, &[("reason", r)])))
+            .collect();
+        registry
+            .gauge(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1.0);
+        Pipeline {
+            aggregator: Mutex::new(Aggregator::new(config, registry.clone())),
+            inflight_gauge: registry.gauge(INFLIGHT_REQUESTS, &[]),
+            registry,
+            protocols,
+            spans_rejected,
+            inflight: AtomicUsize::new(0),
+            max_inflight: config.server.max_inflight_requests,
+            max_request_bytes: config.limits.max_request_bytes,
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// Ingests one `ExportTraceServiceRequest` in protobuf form. The slot
+    /// (from [`Pipeline::try_begin`]) proves the request was admitted.
+    pub fn ingest(
+        &self,
+        _slot: &InflightSlot<'_>,
+        protocol: Protocol,
+        body: Bytes,
+    ) -> Result<Accepted, IngestError> {
+        self.ingest_inner(protocol, body)
+            .map_err(|e| self.rejected(protocol, e))
+    }
+
+    fn ingest_inner(&self, protocol: Protocol, body: Bytes) -> Result<Accepted, IngestError> {
+        let metrics = &self.protocols[&protocol];
+        metrics.requests.increment(1);
+        if body.len() > self.max_request_bytes {
+            return Err(IngestError::TooLarge { size: body.len(), limit: self.max_request_bytes });
+        }
+        let request = ExportTraceServiceRequest::decode(body)
+            .map_err(|e| IngestError::MalformedProtobuf(e.to_string()))?;
+        let verdict = validate(&request)?;
+        let runs = normalize::normalize_request(&request);
+
+        metrics.spans.increment(verdict.total);
+        for (reason, n) in &verdict.reasons {
+            if let Some(c) = self.spans_rejected.get(reason) {
+                c.increment(*n);
+            }
+        }
+        self.aggregator.lock().accept(runs, Instant::now());
+        Ok(Accepted {
+            spans: verdict.total - verdict.rejected,
+            rejected: verdict.rejected,
+            message: verdict.message,
+        })
+    }
+
+    /// Counts a request refused before or during ingest.
+    pub fn rejected(&self, protocol: Protocol, e: IngestError) -> IngestError {
+        if let Some(c) = self.protocols[&protocol].rejected.get(e.reason()) {
+            c.increment(1);
+        }
+        tracing::debug!(protocol = protocol.as_str(), reason = e.reason(), error = %e, "export request rejected");
+        e
+    }
+
+    /// Counts a request refused by a transport before it reached `ingest`
+    /// (HTTP body limits, content types, gzip).
+    pub fn reject_transport(&self, protocol: Protocol, e: IngestError) -> IngestError {
+        self.protocols[&protocol].requests.increment(1);
+        self.rejected(protocol, e)
+    }
+
+    /// Releases traces whose root did not arrive in time; also drains
+    /// histogram samples into buckets (see `Registry::run_upkeep`).
+    pub fn tick(&self) {
+        self.aggregator.lock().sweep(Instant::now());
+        self.registry.run_upkeep();
+    }
+
+    /// Releases everything still held (shutdown).
+    pub fn drain(&self) {
+        self.aggregator.lock().drain(Instant::now());
+        self.registry.run_upkeep();
+    }
+
+    /// Export requests being processed right now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub fn overloaded(&self) -> bool {
+        self.inflight() >= self.max_inflight
+    }
+
+    /// Admits one export request, or refuses it (counted) when
+    /// `server.max_inflight_requests` are already being processed: the
+    /// caller answers with back-pressure (HTTP 503 / gRPC UNAVAILABLE),
+    /// which OTLP exporters retry.
+    pub fn try_begin(&self, protocol: Protocol) -> Result<InflightSlot<'_>, IngestError> {
+        let now = self.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = InflightSlot { pipeline: self };
+        if now > self.max_inflight {
+            self.protocols[&protocol].requests.increment(1);
+            return Err(self.rejected(protocol, IngestError::Overloaded(now - 1)));
+        }
+        self.inflight_gauge.set(now as f64);
+        Ok(slot)
+    }
+}
+
+/// Decrements the in-flight count when the request is done, however it ends.
+pub struct InflightSlot<'a> {
+    pipeline: &'a Pipeline,
+}
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        let left = self.pipeline.inflight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.pipeline.inflight_gauge.set(left as f64);
+    }
+}

@@ -1,0 +1,70 @@
+//! Why a whole export request was refused, and how each protocol says so.
+
+/// A request-level rejection. Span-level problems are not errors: they are
+/// reported through OTLP `partial_success` instead.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum IngestError {
+    #[error("malformed protobuf: {0}")]
+    MalformedProtobuf(String),
+    #[error("malformed OTLP/JSON: {0}")]
+    MalformedJson(String),
+    #[error("invalid UTF-8 in {0}")]
+    InvalidUtf8(String),
+    #[error("request body is empty")]
+    EmptyBody,
+    #[error("request of {size} bytes exceeds the limit of {limit} bytes (limits.max_request_bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("request exceeds the limit of {limit} bytes once decompressed (limits.max_request_bytes)")]
+    DecompressedTooLarge { limit: usize },
+    #[error("malformed gzip body: {0}")]
+    MalformedGzip(String),
+    #[error("unsupported Content-Encoding {0:?}; use gzip or none")]
+    UnsupportedEncoding(String),
+    #[error("unsupported Content-Type {0:?}; use application/x-protobuf or application/json")]
+    UnsupportedMediaType(String),
+    #[error("chainpulse is overloaded ({0} export requests in flight); retry later")]
+    Overloaded(usize),
+}
+
+impl IngestError {
+    /// The `reason` label of `chainpulse_otlp_requests_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::MalformedProtobuf(_) => "malformed_protobuf",
+            IngestError::MalformedJson(_) => "malformed_json",
+            IngestError::InvalidUtf8(_) => "invalid_utf8",
+            IngestError::EmptyBody => "empty_body",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            IngestError::MalformedGzip(_) => "malformed_gzip",
+            IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::Overloaded(_) => "overloaded",
+        }
+    }
+
+    pub fn http_status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            IngestError::TooLarge { .. } | IngestError::DecompressedTooLarge { .. } => {
+                S::PAYLOAD_TOO_LARGE
+            }
+            IngestError::UnsupportedEncoding(_) | IngestError::UnsupportedMediaType(_) => {
+                S::UNSUPPORTED_MEDIA_TYPE
+            }
+            IngestError::Overloaded(_) => S::SERVICE_UNAVAILABLE,
+            _ => S::BAD_REQUEST,
+        }
+    }
+
+    pub fn grpc_status(&self) -> tonic::Status {
+        let msg = self.to_string();
+        match self {
+            IngestError::TooLarge { .. } | IngestError::DecompressedTooLarge { .. } => {
+                tonic::Status::resource_exhausted(msg)
+            }
+            IngestError::Overloaded(_) => tonic::Status::unavailable(msg),
+            _ => tonic::Status::invalid_argument(msg),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Runs the three listeners and the background tick, and stops them
+//! gracefully.
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::export::Registry;
+use crate::pipeline::Pipeline;
+use crate::receive::grpc::{traces_only, OtlpGrpc, TraceServiceServer};
+use crate::receive::http;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+
+/// The addresses actually bound (port 0 in the config picks a free port).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+pub struct Server {
+    addrs: Addrs,
+    pipeline: Arc<Pipeline>,
+    api: Arc<ApiState>,
+    stop_ingest: watch::Sender<bool>,
+    stop_api: watch::Sender<bool>,
+    ingest_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    api_task: JoinHandle<anyhow::Result<()>>,
+    tick_task: JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl Server {
+    pub async fn start(config: &Config) -> anyhow::Result<Server> {
+        let registry = Arc::new(Registry::new());
+        let pipeline = Arc::new(Pipeline::new(config, registry));
+        let api = Arc::new(ApiState {
+            pipeline: pipeline.clone(),
+            accepting: false.into(),
+        });
+
+        let grpc_listener = bind(config.server.grpc_addr, "OTLP/gRPC").await?;
+        let http_listener = bind(config.server.http_addr, "OTLP/HTTP").await?;
+        let api_listener = bind(config.server.metrics_addr, "metrics").await?;
+        let addrs = Addrs {
+            grpc: grpc_listener.local_addr()?,
+            http: http_listener.local_addr()?,
+            metrics: api_listener.local_addr()?,
+        };
+
+        let (stop_ingest, ingest_rx) = watch::channel(false);
+        let (stop_api, api_rx) = watch::channel(false);
+        let limit = config.limits.max_request_bytes;
+
+        let traces = TraceServiceServer::new(OtlpGrpc::new(pipeline.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit);
+        let grpc = tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(oversize_is_resource_exhausted))
+            .add_service(traces)
+            .add_service(traces_only::metrics())
+            .add_service(traces_only::logs())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                signal(&ingest_rx),
+            );
+        let grpc_task = tokio::spawn(async move { grpc.await.context("OTLP/gRPC server") });
+
+        let http_app = http::router(pipeline.clone());
+        let http_shutdown = signal(&ingest_rx);
+        let http_task = tokio::spawn(async move {
+            axum::serve(http_listener, http_app)
+                .with_graceful_shutdown(http_shutdown)
+                .await
+                .context("OTLP/HTTP server")
+        });
+
+        let api_app = api::router(api.clone());
+        let api_shutdown = signal(&api_rx);
+        let api_task = tokio::spawn(async move {
+            axum::serve(api_listener, api_app)
+                .with_graceful_shutdown(api_shutdown)
+                .await
+                .context("metrics server")
+        });
+
+        let tick_pipeline = pipeline.clone();
+        let tick_task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                tick_pipeline.tick();
+            }
+        });
+
+        api.accepting.store(true, Ordering::Release);
+        tracing::info!(
+            grpc = %addrs.grpc, http = %addrs.http, metrics = %addrs.metrics,
+            version = env!("CARGO_PKG_VERSION"),
+            "chainpulse listening"
+        );
+        Ok(Server {
+            addrs,
+            pipeline,
+            api,
+            stop_ingest,
+            stop_api,
+            ingest_tasks: vec![grpc_task, http_task],
+            api_task,
+            tick_task,
+            shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
+        })
+    }
+
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Stops accepting, lets in-flight exports finish (up to the shutdown
+    /// timeout), releases every held trace into the metrics, then stops the
+    /// metrics server.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: no longer accepting exports");
+        self.api.accepting.store(false, Ordering::Release);
+        let _ = self.stop_ingest.send(true);
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let mut clean = true;
+        for task in self.ingest_tasks {
+            let abort = task.abort_handle();
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::error!(error = %e, "listener failed");
+                    clean = false;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "listener task panicked");
+                    clean = false;
+                }
+                Err(_) => {
+                    tracing::warn!("in-flight exports did not finish before the shutdown timeout");
+                    abort.abort();
+                }
+            }
+        }
+        self.tick_task.abort();
+        self.pipeline.drain();
+        let _ = self.stop_api.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.api_task).await;
+        tracing::info!(clean, "chainpulse stopped");
+        Ok(())
+    }
+}
+
+/// tonic answers a message over `max_decoding_message_size` with
+/// OUT_OF_RANGE; gRPC (and OTLP) expect RESOURCE_EXHAUSTED for an oversized
+/// message, which is what the compressed-size check already returns.
+fn oversize_is_resource_exhausted<B>(mut response: ::http::Response<B>) -> ::http::Response<B> {
+    let headers = response.headers_mut();
+    let oversized = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+    if oversized {
+        headers.insert("grpc-status", ::http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
