@@ -596,7 +596,7 @@ def health():
              unit="ops", steps=((0.001, "orange"),), decimals=2),
         stat("Export requests rejected/s", "Whole OTLP export requests refused "
              "(bad content type, decode error, body too large).",
-             targets((f"sum(rate(chainpulse_requests_rejected_total{{{JI}}}[{RI}])) or vector(0)", "rejected/s")),
+             targets((f"sum(rate(chainpulse_otlp_requests_rejected_total{{{JI}}}[{RI}])) or vector(0)", "rejected/s")),
              unit="reqps", steps=((0.001, "orange"),), decimals=2),
         stat("Forward failures/s", "Spans that failed or were dropped on the way to upstream "
              "destinations.",
@@ -613,8 +613,14 @@ def health():
         timeseries("Rejected spans/s by reason", "Spans refused, by reason.",
                    targets((f"sum by (reason) (rate(chainpulse_spans_rejected_total{{{JI}}}[{RI}]))",
                             "{{reason}}")), unit="ops", w=8),
+        timeseries("OTLP export requests/s", "Export requests received per protocol, and requests "
+                   "in flight.",
+                   targets((f"sum by (protocol) (rate(chainpulse_otlp_requests_total{{{JI}}}[{RI}]))",
+                            "{{protocol}}"),
+                           (f"sum(chainpulse_inflight_export_requests{{{JI}}})", "in flight")),
+                   unit="reqps", w=8),
         timeseries("Rejected export requests/s", "OTLP export requests refused, by protocol and reason.",
-                   targets((f"sum by (protocol, reason) (rate(chainpulse_requests_rejected_total{{{JI}}}[{RI}]))",
+                   targets((f"sum by (protocol, reason) (rate(chainpulse_otlp_requests_rejected_total{{{JI}}}[{RI}]))",
                             "{{protocol}} {{reason}}")), unit="reqps", w=8),
     ]
 
@@ -629,10 +635,18 @@ def health():
                    "arrived) or capacity (buffer full).",
                    targets((f"sum by (reason) (rate(chainpulse_assembly_evictions_total{{{JI}}}[{RI}]))",
                             "{{reason}}")), unit="ops", w=8),
-        timeseries("Series per metric family", "Label sets chainpulse holds per family, against "
-                   "its cardinality limit.",
-                   targets((f"max by (family) (chainpulse_cardinality_series{{{JI}}})", "{{family}}")),
-                   w=8),
+        timeseries("Late spans and inferred roots/s", "Spans that arrived after their trace was "
+                   "emitted, and traces whose root had to be inferred (root span missing).",
+                   targets((f"sum(rate(chainpulse_assembly_late_spans_total{{{JI}}}[{RI}]))", "late spans"),
+                           (f"sum(rate(chainpulse_assembly_inferred_roots_total{{{JI}}}[{RI}]))",
+                            "inferred roots")), unit="ops", w=8),
+        timeseries("Cardinality use per metric family", "Label sets chainpulse holds per family "
+                   "over its limit (chainpulse_cardinality_limit); at 100 % new label sets "
+                   "overflow.",
+                   targets((f"max by (family) (chainpulse_cardinality_series{{{JI}}}"
+                            f" / on (job, instance, family) chainpulse_cardinality_limit{{{JI}}})",
+                            "{{family}}")),
+                   unit="percentunit", w=8, threshold_lines=((0.8, "orange"), (1, "red"))),
         timeseries("Cardinality overflow/s", "Label sets folded into the overflow series because a "
                    "family hit its limit.",
                    targets((f"sum by (family) (rate(chainpulse_cardinality_overflow_total{{{JI}}}[{RI}]))",

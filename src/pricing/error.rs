@@ -14,7 +14,9 @@ pub enum PricingError {
     /// The user's price file could not be read.
     #[error("cannot read price file {}: {source}", .path.display())]
     Read {
+        /// The configured `pricing.file`.
         path: PathBuf,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
@@ -23,9 +25,11 @@ pub enum PricingError {
     /// (unknown field, wrong type, missing `input`...).
     #[error("{origin}: invalid price table{}: {message}", .line.map(|l| format!(" at line {l}")).unwrap_or_default())]
     Parse {
+        /// The file (or `built-in prices.toml`) that failed to parse.
         origin: String,
         /// 1-based line of the offending token, when the parser knows it.
         line: Option<usize>,
+        /// The parser's description of the problem.
         message: String,
     },
 
@@ -34,9 +38,11 @@ pub enum PricingError {
     /// model, empty names.
     #[error("{origin}: {key}: {problem}")]
     Invalid {
+        /// The file, `built-in prices.toml`, or `pricing config`.
         origin: String,
         /// The TOML path of the bad value, e.g. `models."gpt-4o".input`.
         key: String,
+        /// What is wrong with the value and what is expected.
         problem: String,
     },
 }

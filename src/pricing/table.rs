@@ -47,22 +47,27 @@ impl ModelPrice {
         &self.name
     }
 
+    /// Who bills the model (`openai`, `anthropic`, ...), as in the table.
     pub fn provider(&self) -> &str {
         &self.provider
     }
 
+    /// USD per million uncached input tokens.
     pub fn input(&self) -> f64 {
         self.input
     }
 
+    /// USD per million output tokens (reasoning included).
     pub fn output(&self) -> f64 {
         self.output
     }
 
+    /// USD per million cache-hit input tokens (defaulted to `input`).
     pub fn cache_read(&self) -> f64 {
         self.cache_read
     }
 
+    /// USD per million cache-write input tokens (defaulted to `input`).
     pub fn cache_write(&self) -> f64 {
         self.cache_write
     }
@@ -93,6 +98,8 @@ impl ModelPrice {
 }
 
 /// Model prices indexed for lookup by the model names found on spans.
+///
+/// `PriceTable::default()` is an empty table: every call is unpriced.
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     entries: Vec<ModelPrice>,
@@ -215,6 +222,7 @@ impl PriceTable {
         self.entries.len()
     }
 
+    /// True for a table with no entries (every call unpriced).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

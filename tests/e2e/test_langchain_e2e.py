@@ -33,10 +33,11 @@ POLL_SECONDS = 15.0
 SPANS_OK = {"rag": 7, "nested": 8}
 SPANS_FAILED, ERROR_SPANS_PER_FAILURE = 4, 3
 
-# How each dialect labels the runs of the chain (what the instrumentation really sends; see
-# tests/fixtures/README.md and the span-dialects reference): kind of ChatPromptTemplate and of StrOutputParser.
-PROMPT_KIND = {"openinference": "prompt", "openllmetry": "chain", "langsmith": "prompt"}
-PARSER_KIND = {"openinference": "chain", "openllmetry": "chain", "langsmith": "parser"}
+# Kind of ChatPromptTemplate and StrOutputParser. What the dialects send differs: OpenInference PROMPT / CHAIN,
+# OpenLLMetry task / task, LangSmith prompt / parser. chainpulse refines a generic chain kind by LangChain's class
+# naming (`…PromptTemplate`, `…Parser`; src/normalize/kind.rs) so a step has one kind whatever sent it.
+PROMPT_KIND = {"openinference": "prompt", "openllmetry": "prompt", "langsmith": "prompt"}
+PARSER_KIND = {"openinference": "parser", "openllmetry": "parser", "langsmith": "parser"}
 
 
 # ------------------------------------------------------------------------------------------------------------

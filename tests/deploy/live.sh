@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Live check of the dashboards and rules against a real chainpulse:
+#   1. start Debian's prometheus on 127.0.0.1:19090, scraping 127.0.0.1:19464
+#      every 1s and loading deploy/prometheus/{recording,alert}-rules.yaml;
+#   2. start `chainpulse demo` (synthetic LCEL traffic) with its metrics on
+#      127.0.0.1:19464 and OTLP on 127.0.0.1:14317/14318;
+#   3. after ~40 s of scraping run tests/deploy/live_dashboards.py --rules:
+#      every dashboard query and variable must return data (or be in
+#      tests/deploy/live_allow_empty.txt), every rule must evaluate cleanly;
+#   4. stop both (trap) and remove the temp dir.
+# Env: CHAINPULSE_BIN (default target/debug/chainpulse), PROMETHEUS_BIN
+# (default prometheus), LIVE_SCRAPE_SECONDS (40), LIVE_DEMO_DURATION (60),
+# LIVE_DEMO_ARGS (extra demo args, e.g. "--rate 20"), LIVE_KEEP=1 keeps the
+# temp dir with the logs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${CHAINPULSE_BIN:-$ROOT/target/debug/chainpulse}
+PROM_BIN=${PROMETHEUS_BIN:-prometheus}
+SCRAPE_SECONDS=${LIVE_SCRAPE_SECONDS:-40}
+DEMO_DURATION=${LIVE_DEMO_DURATION:-60}
+PY=python3
+[ -x "$ROOT/.venv-deploy/bin/python" ] && PY=$ROOT/.venv-deploy/bin/python
+PROM_ADDR=127.0.0.1:19090
+METRICS_ADDR=127.0.0.1:19464
+
+if [ ! -x "$BIN" ]; then
+  echo "live.sh: chainpulse binary not found at $BIN (set CHAINPULSE_BIN)" >&2
+  exit 2
+fi
+if ! command -v "$PROM_BIN" >/dev/null 2>&1; then
+  echo "live.sh: $PROM_BIN not found (apt-get install -y prometheus)" >&2
+  exit 2
+fi
+
+WORK=$(mktemp -d)
+PROM_PID=""
+DEMO_PID=""
+cleanup() {
+  local rc=$?
+  for pid in "$DEMO_PID" "$PROM_PID"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  if [ "$rc" -ne 0 ]; then
+    echo "--- chainpulse demo log (tail)"; tail -n 30 "$WORK/demo.log" 2>/dev/null || true
+    echo "--- prometheus log (tail)"; tail -n 15 "$WORK/prometheus.log" 2>/dev/null || true
+  fi
+  if [ "${LIVE_KEEP:-0}" = 1 ]; then echo "live.sh: kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$WORK/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 5s
+rule_files:
+  - $ROOT/deploy/prometheus/recording-rules.yaml
+  - $ROOT/deploy/prometheus/alert-rules.yaml
+scrape_configs:
+  - job_name: chainpulse
+    static_configs:
+      - targets: ['$METRICS_ADDR']
+YAML
+
+"$PROM_BIN" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/data" \
+  --web.listen-address="$PROM_ADDR" >"$WORK/prometheus.log" 2>&1 &
+PROM_PID=$!
+
+# shellcheck disable=SC2086  # LIVE_DEMO_ARGS is split on purpose
+"$BIN" demo --duration "$DEMO_DURATION" \
+  --metrics-addr "$METRICS_ADDR" --grpc-addr 127.0.0.1:14317 --http-addr 127.0.0.1:14318 \
+  ${LIVE_DEMO_ARGS:-} >"$WORK/demo.log" 2>&1 &
+DEMO_PID=$!
+
+wait_http() { # url seconds
+  "$PY" - "$1" "$2" <<'PY'
+import sys, time, urllib.request
+url, deadline = sys.argv[1], time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.2)
+sys.exit(1)
+PY
+}
+wait_http "http://$PROM_ADDR/-/ready" 30 || { echo "live.sh: prometheus did not become ready" >&2; exit 1; }
+wait_http "http://$METRICS_ADDR/metrics" 30 || { echo "live.sh: chainpulse /metrics did not come up" >&2; exit 1; }
+echo "live.sh: prometheus and chainpulse demo up; scraping for ${SCRAPE_SECONDS}s"
+for _ in $(seq "$SCRAPE_SECONDS"); do
+  kill -0 "$DEMO_PID" 2>/dev/null || { echo "live.sh: chainpulse demo exited early" >&2; exit 1; }
+  sleep 1
+done
+
+"$PY" "$ROOT/tests/deploy/live_dashboards.py" --prometheus "http://$PROM_ADDR" --rules
