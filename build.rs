@@ -30,7 +30,10 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Metrics and logs services that answer "traces only".
     let others = protox::compile(
-        ["chainpulse/traces_only_metrics.proto", "chainpulse/traces_only_logs.proto"],
+        [
+            "chainpulse/traces_only_metrics.proto",
+            "chainpulse/traces_only_logs.proto",
+        ],
         ["proto"],
     )?;
     tonic_prost_build::configure()

@@ -12,7 +12,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Parse { path: String, message: String },
     #[error("{key}: {message}")]
@@ -22,10 +25,13 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -34,19 +40,6 @@ pub struct Config {
     pub cardinality: CardinalityConfig,
     pub labels: LabelsConfig,
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            limits: LimitsConfig::default(),
-            assembly: AssemblyConfig::default(),
-            cardinality: CardinalityConfig::default(),
-            labels: LabelsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -88,7 +81,9 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_request_bytes: 20 * 1024 * 1024 }
+        LimitsConfig {
+            max_request_bytes: 20 * 1024 * 1024,
+        }
     }
 }
 
@@ -137,7 +132,9 @@ pub struct CardinalityConfig {
 
 impl Default for CardinalityConfig {
     fn default() -> Self {
-        CardinalityConfig { max_series_per_family: 2_000 }
+        CardinalityConfig {
+            max_series_per_family: 2_000,
+        }
     }
 }
 
@@ -187,10 +184,11 @@ impl Config {
                     path: p.display().to_string(),
                     source,
                 })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    path: p.display().to_string(),
-                    message: e.to_string(),
-                })?
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: p.display().to_string(),
+                        message: e.to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };
@@ -211,10 +209,12 @@ impl Config {
 
     /// Parses TOML text (used by tests and `check-config`).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-            path: "<string>".into(),
-            message: e.to_string(),
-        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse {
+                path: "<string>".into(),
+                message: e.to_string(),
+            })?;
         let config = Self::from_table(table)?;
         config.validate()?;
         Ok(config)
@@ -224,7 +224,10 @@ impl Config {
         use serde::de::IntoDeserializer;
         serde_path_to_error::deserialize(table.into_deserializer()).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::Invalid { key, message: e.into_inner().message().to_owned() }
+            ConfigError::Invalid {
+                key,
+                message: e.into_inner().message().to_owned(),
+            }
         })
     }
 
@@ -237,7 +240,10 @@ impl Config {
             return Err(invalid("limits.max_request_bytes", "must be at most 1 GiB"));
         }
         if self.assembly.trace_timeout_ms == 0 {
-            return Err(invalid("assembly.trace_timeout_ms", "must be greater than 0"));
+            return Err(invalid(
+                "assembly.trace_timeout_ms",
+                "must be greater than 0",
+            ));
         }
         if self.assembly.max_traces == 0 {
             return Err(invalid("assembly.max_traces", "must be greater than 0"));
@@ -246,16 +252,24 @@ impl Config {
             return Err(invalid("assembly.max_spans", "must be greater than 0"));
         }
         if self.cardinality.max_series_per_family == 0 {
-            return Err(invalid("cardinality.max_series_per_family", "must be greater than 0"));
+            return Err(invalid(
+                "cardinality.max_series_per_family",
+                "must be greater than 0",
+            ));
         }
         if self.server.max_inflight_requests == 0 {
-            return Err(invalid("server.max_inflight_requests", "must be greater than 0"));
+            return Err(invalid(
+                "server.max_inflight_requests",
+                "must be greater than 0",
+            ));
         }
         for (i, key) in self.labels.metadata.iter().enumerate() {
             if !is_label_name(key) {
                 return Err(invalid(
                     &format!("labels.metadata[{i}]"),
-                    format!("{key:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                    format!(
+                        "{key:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                    ),
                 ));
             }
             if RESERVED_LABELS.contains(&key.as_str()) {
@@ -282,12 +296,23 @@ impl Config {
     }
 }
 
-const RESERVED_LABELS: [&str; 9] =
-    ["service", "chain", "kind", "step", "status", "provider", "model", "type", "error_type"];
+const RESERVED_LABELS: [&str; 9] = [
+    "service",
+    "chain",
+    "kind",
+    "step",
+    "status",
+    "provider",
+    "model",
+    "type",
+    "error_type",
+];
 
 fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !s.starts_with("__")
 }
@@ -299,8 +324,12 @@ fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (var, raw) in env {
-        let Some(rest) = var.strip_prefix("CHAINPULSE_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some(rest) = var.strip_prefix("CHAINPULSE_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         if section.is_empty() || key.is_empty() {
             return Err(ConfigError::Env {
@@ -349,10 +378,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cp-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp");
         let path = dir.join("c.toml");
-        std::fs::write(&path, "[assembly]\ntrace_timeout_ms = 500\nmax_traces = 7\n").expect("write");
+        std::fs::write(
+            &path,
+            "[assembly]\ntrace_timeout_ms = 500\nmax_traces = 7\n",
+        )
+        .expect("write");
         let env = vec![
             ("CHAINPULSE_ASSEMBLY__MAX_TRACES".to_owned(), "9".to_owned()),
-            ("CHAINPULSE_LABELS__METADATA".to_owned(), "[\"environment\"]".to_owned()),
+            (
+                "CHAINPULSE_LABELS__METADATA".to_owned(),
+                "[\"environment\"]".to_owned(),
+            ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let flags = Overrides {
@@ -369,9 +405,15 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let e = Config::from_toml_str("[assembly]\ntrace_timeout_ms = \"soon\"\n").unwrap_err();
-        assert!(e.to_string().starts_with("assembly.trace_timeout_ms:"), "{e}");
+        assert!(
+            e.to_string().starts_with("assembly.trace_timeout_ms:"),
+            "{e}"
+        );
         let e = Config::from_toml_str("[assembly]\ntrace_timeout_ms = 0\n").unwrap_err();
-        assert_eq!(e.to_string(), "assembly.trace_timeout_ms: must be greater than 0");
+        assert_eq!(
+            e.to_string(),
+            "assembly.trace_timeout_ms: must be greater than 0"
+        );
         let e = Config::from_toml_str("[server]\ngrpc_addr = \"nowhere\"\n").unwrap_err();
         assert!(e.to_string().starts_with("server.grpc_addr:"), "{e}");
         let e = Config::from_toml_str("[assembly]\ntypo = 1\n").unwrap_err();

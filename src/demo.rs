@@ -18,7 +18,8 @@ use anyhow::Context as _;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,7 +42,9 @@ pub struct DemoArgs {
 }
 
 pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
-    let server = Server::start(&config).await.context("starting chainpulse")?;
+    let server = Server::start(&config)
+        .await
+        .context("starting chainpulse")?;
     let addrs = server.addrs();
     let endpoint = format!("http://127.0.0.1:{}", addrs.grpc.port());
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -49,9 +52,22 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .with_endpoint(endpoint)
         .build()
         .context("building the OTLP exporter")?;
+    // The tokio-driven batch processor (tonic needs the tokio reactor), with
+    // a short delay so the first KPI line already has data.
+    let processor = BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name("demo-rag-app").build())
+        .with_span_processor(processor)
+        .with_resource(
+            Resource::builder()
+                .with_service_name("demo-rag-app")
+                .build(),
+        )
         .build();
     let tracer = provider.tracer("chainpulse-demo");
     println!(
@@ -98,14 +114,28 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     registry.run_upkeep();
     let end = text::parse(&registry.render());
-    println!("total: {}", kpi_line(started.elapsed(), &[], &end, started.elapsed().as_secs_f64()));
+    println!(
+        "total: {}",
+        kpi_line(
+            started.elapsed(),
+            &[],
+            &end,
+            started.elapsed().as_secs_f64()
+        )
+    );
     server.shutdown().await
 }
 
 /// `[ 10s] req/s 19.9 | p50 0.72s p95 1.93s p99 2.85s | errors 2.0% | tokens in 5680 out 1680`
-pub fn kpi_line(elapsed: Duration, before: &[text::Sample], after: &[text::Sample], secs: f64) -> String {
+pub fn kpi_line(
+    elapsed: Duration,
+    before: &[text::Sample],
+    after: &[text::Sample],
+    secs: f64,
+) -> String {
     use crate::export::names::*;
-    let delta = |name: &str, m: &[(&str, &str)]| text::sum(after, name, m) - text::sum(before, name, m);
+    let delta =
+        |name: &str, m: &[(&str, &str)]| text::sum(after, name, m) - text::sum(before, name, m);
     let requests = delta(REQUESTS_TOTAL, &[]);
     let errors = delta(REQUESTS_TOTAL, &[("status", "error")]);
     let b_after = text::buckets(after, REQUEST_DURATION, &[]);
@@ -113,7 +143,10 @@ pub fn kpi_line(elapsed: Duration, before: &[text::Sample], after: &[text::Sampl
     let window: Vec<(f64, f64)> = b_after
         .iter()
         .map(|(le, c)| {
-            let prev = b_before.iter().find(|(l, _)| l == le).map_or(0.0, |(_, p)| *p);
+            let prev = b_before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, p)| *p);
             (*le, c - prev)
         })
         .collect();
@@ -122,7 +155,11 @@ pub fn kpi_line(elapsed: Duration, before: &[text::Sample], after: &[text::Sampl
     };
     let tokens_in = delta(LLM_TOKENS_TOTAL, &[("type", "input")]);
     let tokens_out = delta(LLM_TOKENS_TOTAL, &[("type", "output")]);
-    let error_rate = if requests > 0.0 { errors / requests * 100.0 } else { 0.0 };
+    let error_rate = if requests > 0.0 {
+        errors / requests * 100.0
+    } else {
+        0.0
+    };
     format!(
         "[{:>4}s] req/s {:>6.1} | p50 {} p95 {} p99 {} | errors {:.1}% | tokens in {:.0} out {:.0}",
         elapsed.as_secs(),
@@ -163,8 +200,16 @@ where
         1 => Dialect::OpenLlmetry,
         _ => Dialect::GenAi,
     };
-    let chain = if rng.random_bool(0.8) { "rag_query" } else { "summarize" };
-    let model = if rng.random_bool(0.85) { "gpt-4o-mini" } else { "gpt-4o" };
+    let chain = if rng.random_bool(0.8) {
+        "rag_query"
+    } else {
+        "summarize"
+    };
+    let model = if rng.random_bool(0.85) {
+        "gpt-4o-mini"
+    } else {
+        "gpt-4o"
+    };
     let streamed = rng.random_bool(0.3);
     let retriever_fails = rng.random_bool(0.02);
     let llm_fails = !retriever_fails && rng.random_bool(0.01);
@@ -235,14 +280,30 @@ where
         })
         .with_kind(SpanKind::Client)
         .with_start_time(at(llm_start))
-        .with_attributes(llm_attrs(dialect, chain, model, streamed, ttft, input_tokens, output_tokens, llm_fails))
+        .with_attributes(llm_attrs(
+            dialect,
+            chain,
+            model,
+            streamed,
+            ttft,
+            input_tokens,
+            output_tokens,
+            llm_fails,
+        ))
         .start_with_context(tracer, &cx);
     end += llm_s;
     if llm_fails {
-        fail(&mut llm, "RateLimitError", "rate limit reached for requests", at(end));
+        fail(
+            &mut llm,
+            "RateLimitError",
+            "rate limit reached for requests",
+            at(end),
+        );
         llm.end_with_timestamp(at(end));
         let span = cx.span();
-        span.set_status(Status::error("RateLimitError('rate limit reached for requests')"));
+        span.set_status(Status::error(
+            "RateLimitError('rate limit reached for requests')",
+        ));
         span.set_attribute(KeyValue::new("error.type", "RateLimitError"));
         span.end_with_timestamp(at(end));
         return;
@@ -279,15 +340,24 @@ fn chain_attrs(d: Dialect, chain: &str, root: bool, user: &str) -> Vec<KeyValue>
     match d {
         Dialect::OpenInference => vec![
             KeyValue::new("openinference.span.kind", "CHAIN"),
-            KeyValue::new("metadata", format!("{{\"user_id\": \"{user}\", \"environment\": \"demo\"}}")),
+            KeyValue::new(
+                "metadata",
+                format!("{{\"user_id\": \"{user}\", \"environment\": \"demo\"}}"),
+            ),
             KeyValue::new("input.value", "{\"question\": \"What is LCEL?\"}"),
         ],
         Dialect::OpenLlmetry => vec![
-            KeyValue::new("traceloop.span.kind", if root { "workflow" } else { "task" }),
+            KeyValue::new(
+                "traceloop.span.kind",
+                if root { "workflow" } else { "task" },
+            ),
             KeyValue::new("traceloop.entity.name", chain.to_owned()),
             KeyValue::new("traceloop.workflow.name", chain.to_owned()),
             KeyValue::new("traceloop.association.properties.user_id", user.to_owned()),
-            KeyValue::new("gen_ai.operation.name", if root { "invoke_agent" } else { "execute_task" }),
+            KeyValue::new(
+                "gen_ai.operation.name",
+                if root { "invoke_agent" } else { "execute_task" },
+            ),
         ],
         Dialect::GenAi => vec![
             KeyValue::new("gen_ai.operation.name", "invoke_workflow"),
@@ -315,7 +385,11 @@ fn step_attrs(d: Dialect, chain: &str, name: &str, user: &str) -> Vec<KeyValue> 
     match d {
         Dialect::OpenInference => vec![KeyValue::new(
             "openinference.span.kind",
-            if name.ends_with("Template") { "PROMPT" } else { "CHAIN" },
+            if name.ends_with("Template") {
+                "PROMPT"
+            } else {
+                "CHAIN"
+            },
         )],
         Dialect::OpenLlmetry => vec![
             KeyValue::new("traceloop.span.kind", "task"),
@@ -348,14 +422,20 @@ fn llm_attrs(
             KeyValue::new("llm.token_count.prompt", input),
             KeyValue::new("llm.token_count.completion", output),
             KeyValue::new("llm.token_count.total", input + output),
-            KeyValue::new("llm.invocation_parameters", format!("{{\"model_name\": \"{model}\", \"stream\": {streamed}}}")),
+            KeyValue::new(
+                "llm.invocation_parameters",
+                format!("{{\"model_name\": \"{model}\", \"stream\": {streamed}}}"),
+            ),
         ],
         Dialect::OpenLlmetry => vec![
             KeyValue::new("traceloop.workflow.name", chain.to_owned()),
             KeyValue::new("gen_ai.operation.name", "chat"),
             KeyValue::new("gen_ai.provider.name", "langchain"),
             // The streamed-call trap: the request model is "unknown".
-            KeyValue::new("gen_ai.request.model", if streamed { "unknown" } else { model }),
+            KeyValue::new(
+                "gen_ai.request.model",
+                if streamed { "unknown" } else { model },
+            ),
             KeyValue::new("traceloop.association.properties.ls_model_name", model),
             KeyValue::new("traceloop.association.properties.ls_provider", "openai"),
             KeyValue::new("gen_ai.usage.input_tokens", input),

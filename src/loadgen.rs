@@ -20,12 +20,30 @@ use tonic::Status;
 
 /// The captured requests (`tests/fixtures/*.pb`), embedded.
 pub const FIXTURES: [(&str, &[u8]); 6] = [
-    ("langchain-openinference", include_bytes!("../tests/fixtures/langchain-openinference.pb")),
-    ("langchain-openinference-stream", include_bytes!("../tests/fixtures/langchain-openinference-stream.pb")),
-    ("langchain-openllmetry", include_bytes!("../tests/fixtures/langchain-openllmetry.pb")),
-    ("langchain-openllmetry-stream", include_bytes!("../tests/fixtures/langchain-openllmetry-stream.pb")),
-    ("langchain-langsmith", include_bytes!("../tests/fixtures/langchain-langsmith.pb")),
-    ("langchain-langsmith-stream", include_bytes!("../tests/fixtures/langchain-langsmith-stream.pb")),
+    (
+        "langchain-openinference",
+        include_bytes!("../tests/fixtures/langchain-openinference.pb"),
+    ),
+    (
+        "langchain-openinference-stream",
+        include_bytes!("../tests/fixtures/langchain-openinference-stream.pb"),
+    ),
+    (
+        "langchain-openllmetry",
+        include_bytes!("../tests/fixtures/langchain-openllmetry.pb"),
+    ),
+    (
+        "langchain-openllmetry-stream",
+        include_bytes!("../tests/fixtures/langchain-openllmetry-stream.pb"),
+    ),
+    (
+        "langchain-langsmith",
+        include_bytes!("../tests/fixtures/langchain-langsmith.pb"),
+    ),
+    (
+        "langchain-langsmith-stream",
+        include_bytes!("../tests/fixtures/langchain-langsmith-stream.pb"),
+    ),
 ];
 
 #[derive(clap::Args, Debug, Clone)]
@@ -65,11 +83,19 @@ fn count_spans(body: &[u8]) -> anyhow::Result<u64> {
 }
 
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
-    let bodies: Vec<Bytes> = FIXTURES.iter().map(|(_, b)| Bytes::from_static(b)).collect();
+    let bodies: Vec<Bytes> = FIXTURES
+        .iter()
+        .map(|(_, b)| Bytes::from_static(b))
+        .collect();
     let meta: Vec<Body> = bodies
         .iter()
         .enumerate()
-        .map(|(index, b)| Ok(Body { spans: count_spans(b)?, index }))
+        .map(|(index, b)| {
+            Ok(Body {
+                spans: count_spans(b)?,
+                index,
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     let spans_per_round: u64 = meta.iter().map(|m| m.spans).sum();
     let grpc = match args.protocol.as_str() {
@@ -78,7 +104,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         other => bail!("--protocol must be grpc or http, not {other:?}"),
     };
     let endpoint = args.endpoint.clone().unwrap_or_else(|| {
-        if grpc { "http://127.0.0.1:4317" } else { "http://127.0.0.1:4318" }.to_owned()
+        if grpc {
+            "http://127.0.0.1:4317"
+        } else {
+            "http://127.0.0.1:4318"
+        }
+        .to_owned()
     });
     let bodies = Arc::new(bodies);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
@@ -175,7 +206,11 @@ impl Sender {
                     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                 );
                 client
-                    .unary(tonic::Request::new(RawExportRequest(body)), path, ClientCodec)
+                    .unary(
+                        tonic::Request::new(RawExportRequest(body)),
+                        path,
+                        ClientCodec,
+                    )
                     .await?;
                 Ok(())
             }

@@ -109,7 +109,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let server = Server::start(&config).await.context("starting chainpulse")?;
+    let server = Server::start(&config)
+        .await
+        .context("starting chainpulse")?;
     termination_signal().await;
     server.shutdown().await
 }

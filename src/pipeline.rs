@@ -62,8 +62,11 @@ const REQUEST_REJECT_REASONS: [&str; 10] = [
     "overloaded",
 ];
 
-const SPAN_REJECT_REASONS: [&str; 3] =
-    ["invalid_trace_id", "invalid_span_id", "invalid_parent_span_id"];
+const SPAN_REJECT_REASONS: [&str; 3] = [
+    "invalid_trace_id",
+    "invalid_span_id",
+    "invalid_parent_span_id",
+];
 
 impl Pipeline {
     pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
@@ -76,7 +79,13 @@ impl Pipeline {
                 let rejected = REQUEST_REJECT_REASONS
                     .into_iter()
                     .map(|r| {
-                        (r, registry.counter(REQUESTS_REJECTED, &[("protocol", p.as_str()), ("reason", r)]))
+                        (
+                            r,
+                            registry.counter(
+                                REQUESTS_REJECTED,
+                                &[("protocol", p.as_str()), ("reason", r)],
+                            ),
+                        )
                     })
                     .collect();
                 let m = ProtocolMetrics {
@@ -130,7 +139,10 @@ impl Pipeline {
         let metrics = &self.protocols[&protocol];
         metrics.requests.increment(1);
         if body.len() > self.max_request_bytes {
-            return Err(IngestError::TooLarge { size: body.len(), limit: self.max_request_bytes });
+            return Err(IngestError::TooLarge {
+                size: body.len(),
+                limit: self.max_request_bytes,
+            });
         }
         let request = ExportTraceServiceRequest::decode(body)
             .map_err(|e| IngestError::MalformedProtobuf(e.to_string()))?;

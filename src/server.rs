@@ -77,7 +77,9 @@ impl Server {
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
         let grpc = tonic::transport::Server::builder()
-            .layer(tower::util::MapResponseLayer::new(oversize_is_resource_exhausted))
+            .layer(tower::util::MapResponseLayer::new(
+                oversize_is_resource_exhausted,
+            ))
             .add_service(traces)
             .add_service(traces_only::metrics())
             .add_service(traces_only::logs())
@@ -187,7 +189,10 @@ fn oversize_is_resource_exhausted<B>(mut response: ::http::Response<B>) -> ::htt
         && headers
             .get("grpc-message")
             .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
     if oversized {
         headers.insert("grpc-status", ::http::HeaderValue::from_static("8"));
     }

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use chainpulse::normalize::{normalize_span, ChainRun, Dialect, ResourceCtx, RunKind, RunStatus};
-use chainpulse::otlp_view::{any_value::Value, AnyValue, ArrayValue, Event, KeyValue, Span, Status};
+use chainpulse::otlp_view::{
+    any_value::Value, AnyValue, ArrayValue, Event, KeyValue, Span, Status,
+};
 
 enum V {
     S(&'static str),
@@ -23,11 +25,16 @@ fn kv(key: &str, v: V) -> KeyValue {
         V::A(items) => Value::ArrayValue(ArrayValue {
             values: items
                 .iter()
-                .map(|s| AnyValue { value: Some(Value::StringValue(Bytes::from(*s))) })
+                .map(|s| AnyValue {
+                    value: Some(Value::StringValue(Bytes::from(*s))),
+                })
                 .collect(),
         }),
     };
-    KeyValue { key: Bytes::copy_from_slice(key.as_bytes()), value: Some(AnyValue { value: Some(value) }) }
+    KeyValue {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Some(AnyValue { value: Some(value) }),
+    }
 }
 
 fn span(name: &str, attrs: Vec<KeyValue>) -> Span {
@@ -54,18 +61,27 @@ fn langfuse_generation() {
         "ChatAnthropic",
         vec![
             kv("langfuse.observation.type", V::S("generation")),
-            kv("langfuse.observation.model.name", V::S("claude-3-5-sonnet-20241022")),
+            kv(
+                "langfuse.observation.model.name",
+                V::S("claude-3-5-sonnet-20241022"),
+            ),
             kv(
                 "langfuse.observation.usage_details",
                 V::S(r#"{"input": 100, "output": 20, "input_cache_read": 50, "total": 170}"#),
             ),
             kv("langfuse.trace.tags", V::A(&["prod", "rag"])),
             // Langfuse v5 JSON-encodes every metadata value, strings included.
-            kv("langfuse.observation.metadata.environment", V::S("\"prod\"")),
+            kv(
+                "langfuse.observation.metadata.environment",
+                V::S("\"prod\""),
+            ),
             kv("langfuse.observation.metadata.attempt", V::S("2")),
             kv("session.id", V::S("conv-9")),
             kv("user.id", V::S("u-1")),
-            kv("langfuse.observation.completion_start_time", V::S("\"1970-01-01T00:00:01.250Z\"")),
+            kv(
+                "langfuse.observation.completion_start_time",
+                V::S("\"1970-01-01T00:00:01.250Z\""),
+            ),
         ],
     );
     let r = norm(&s);
@@ -74,7 +90,10 @@ fn langfuse_generation() {
     assert_eq!(r.name, "ChatAnthropic");
     assert_eq!(r.model.as_deref(), Some("claude-3-5-sonnet-20241022"));
     // Langfuse subtracts cache tokens from input; chainpulse adds them back.
-    assert_eq!((r.tokens.input, r.tokens.output, r.tokens.cache_read), (150, 20, 50));
+    assert_eq!(
+        (r.tokens.input, r.tokens.output, r.tokens.cache_read),
+        (150, 20, 50)
+    );
     assert_eq!(r.tags, vec!["prod", "rag"]);
     assert_eq!(r.meta("environment"), Some("prod"));
     assert_eq!(r.meta("attempt"), Some("2"));
@@ -91,7 +110,10 @@ fn langfuse_error_level() {
         vec![
             kv("langfuse.observation.type", V::S("retriever")),
             kv("langfuse.observation.level", V::S("ERROR")),
-            kv("langfuse.observation.status_message", V::S("TimeoutError('slow store')")),
+            kv(
+                "langfuse.observation.status_message",
+                V::S("TimeoutError('slow store')"),
+            ),
         ],
     );
     let r = norm(&s);
@@ -101,7 +123,10 @@ fn langfuse_error_level() {
 
 #[test]
 fn openlit_chat_and_tool() {
-    let ctx = ResourceCtx::from_attributes(&[kv("service.name", V::S("svc")), kv("telemetry.sdk.name", V::S("openlit"))]);
+    let ctx = ResourceCtx::from_attributes(&[
+        kv("service.name", V::S("svc")),
+        kv("telemetry.sdk.name", V::S("openlit")),
+    ]);
     let chat = span(
         "chat gpt-4o",
         vec![
@@ -132,7 +157,10 @@ fn openlit_chat_and_tool() {
         ],
     );
     let mut tool = tool;
-    tool.status = Some(Status { message: Bytes::from_static(b"bad city"), code: 2 });
+    tool.status = Some(Status {
+        message: Bytes::from_static(b"bad city"),
+        code: 2,
+    });
     let r = normalize_span(&tool, &ctx, false).expect("span");
     assert_eq!((r.kind, r.name.as_str()), (RunKind::Tool, "get_weather"));
     assert_eq!(r.error_type.as_deref(), Some("ValueError"));
@@ -159,13 +187,26 @@ fn genai_current_and_deprecated_keys() {
     );
     let r = norm(&current);
     assert_eq!(r.dialect, Dialect::GenAi);
-    assert_eq!(r.model.as_deref(), Some("gpt-4o-mini"), "request model preferred");
     assert_eq!(
-        (r.tokens.input, r.tokens.output, r.tokens.cache_read, r.tokens.cache_write, r.tokens.reasoning),
+        r.model.as_deref(),
+        Some("gpt-4o-mini"),
+        "request model preferred"
+    );
+    assert_eq!(
+        (
+            r.tokens.input,
+            r.tokens.output,
+            r.tokens.cache_read,
+            r.tokens.cache_write,
+            r.tokens.reasoning
+        ),
         (500, 100, 300, 20, 64)
     );
     assert_eq!(r.session_id.as_deref(), Some("thread-1"));
-    assert_eq!((r.streaming, r.time_to_first_token_s), (Some(true), Some(0.42)));
+    assert_eq!(
+        (r.streaming, r.time_to_first_token_s),
+        (Some(true), Some(0.42))
+    );
 
     let deprecated = span(
         "chat",
@@ -202,7 +243,10 @@ fn old_openllmetry_generation() {
     assert_eq!(r.dialect, Dialect::OpenLlmetry);
     assert_eq!((r.kind, r.name.as_str()), (RunKind::Llm, "ChatOpenAI"));
     assert_eq!(r.provider.as_deref(), Some("openai"));
-    assert_eq!((r.tokens.input, r.tokens.output, r.tokens.cache_read), (11, 7, 4));
+    assert_eq!(
+        (r.tokens.input, r.tokens.output, r.tokens.cache_read),
+        (11, 7, 4)
+    );
 
     let task = span(
         "retrieve.task",
@@ -225,40 +269,68 @@ fn langsmith_token_details_and_exception_repr() {
             kv("gen_ai.request.model", V::S("o3-mini")),
             kv("gen_ai.usage.input_tokens", V::I(900)),
             kv("gen_ai.usage.output_tokens", V::I(300)),
-            kv("gen_ai.usage.input_token_details", V::S("{'audio': 0, 'cache_read': 600}")),
-            kv("gen_ai.usage.output_token_details", V::S("{'audio': 0, 'reasoning': 256}")),
+            kv(
+                "gen_ai.usage.input_token_details",
+                V::S("{'audio': 0, 'cache_read': 600}"),
+            ),
+            kv(
+                "gen_ai.usage.output_token_details",
+                V::S("{'audio': 0, 'reasoning': 256}"),
+            ),
             kv("langsmith.metadata.thread_id", V::S("t-7")),
-            kv("langsmith.trace.session_id", V::S("project-uuid-not-a-session")),
+            kv(
+                "langsmith.trace.session_id",
+                V::S("project-uuid-not-a-session"),
+            ),
         ],
     );
-    s.status = Some(Status { message: Bytes::new(), code: 2 });
+    s.status = Some(Status {
+        message: Bytes::new(),
+        code: 2,
+    });
     s.events = vec![Event {
         time_unix_nano: 2,
         name: Bytes::from_static(b"exception"),
         attributes: vec![
             kv("exception.type", V::S("Exception")),
-            kv("exception.message", V::S("RateLimitError('429 too many requests')")),
+            kv(
+                "exception.message",
+                V::S("RateLimitError('429 too many requests')"),
+            ),
         ],
     }];
     let r = norm(&s);
     assert_eq!(r.dialect, Dialect::LangSmith);
     assert_eq!((r.tokens.cache_read, r.tokens.reasoning), (600, 256));
-    assert_eq!(r.session_id.as_deref(), Some("t-7"), "thread_id, not the LangSmith project");
+    assert_eq!(
+        r.session_id.as_deref(),
+        Some("t-7"),
+        "thread_id, not the LangSmith project"
+    );
     assert_eq!(r.error_type.as_deref(), Some("RateLimitError"));
 }
 
 #[test]
 fn langgraph_control_flow_is_not_an_error() {
     let mut s = span("agent", vec![kv("openinference.span.kind", V::S("AGENT"))]);
-    s.status = Some(Status { message: Bytes::from_static(b"GraphInterrupt((Interrupt(value='approve?'),))"), code: 2 });
+    s.status = Some(Status {
+        message: Bytes::from_static(b"GraphInterrupt((Interrupt(value='approve?'),))"),
+        code: 2,
+    });
     let r = norm(&s);
-    assert_eq!((r.kind, r.status, r.error_type), (RunKind::Agent, RunStatus::Ok, None));
+    assert_eq!(
+        (r.kind, r.status, r.error_type),
+        (RunKind::Agent, RunStatus::Ok, None)
+    );
 }
 
 #[test]
 fn unknown_spans_are_other_runs() {
     let s = span("GET /health", vec![kv("http.method", V::S("GET"))]);
     let r = norm(&s);
-    assert_eq!((r.dialect, r.kind, r.name.as_str()), (Dialect::Unknown, RunKind::Other, "GET /health"));
+    assert_eq!(
+        (r.dialect, r.kind, r.name.as_str()),
+        (Dialect::Unknown, RunKind::Other, "GET /health")
+    );
     assert!(r.tokens.is_zero());
 }

@@ -14,8 +14,10 @@ fn runs(file: &str) -> Vec<ChainRun> {
 }
 
 fn names_and_kinds(runs: &[ChainRun]) -> Vec<(String, &'static str)> {
-    let mut v: Vec<(String, &'static str)> =
-        runs.iter().map(|r| (r.name.clone(), r.kind.as_str())).collect();
+    let mut v: Vec<(String, &'static str)> = runs
+        .iter()
+        .map(|r| (r.name.clone(), r.kind.as_str()))
+        .collect();
     v.sort();
     v.dedup();
     v
@@ -26,7 +28,10 @@ fn check_invoke(file: &str, dialect: Dialect) {
     let runs = runs(file);
     assert_eq!(runs.len(), 18, "{file}: spans");
     assert!(runs.iter().all(|r| r.dialect == dialect), "{file}: dialect");
-    assert!(runs.iter().all(|r| &*r.service == "rag-app"), "{file}: service");
+    assert!(
+        runs.iter().all(|r| &*r.service == "rag-app"),
+        "{file}: service"
+    );
 
     // Step names and kinds are the same whichever instrumentation sent them.
     assert_eq!(
@@ -45,8 +50,17 @@ fn check_invoke(file: &str, dialect: Dialect) {
 
     let roots: Vec<&ChainRun> = runs.iter().filter(|r| r.is_root()).collect();
     assert_eq!(roots.len(), 3, "{file}: one root per request");
-    assert!(roots.iter().all(|r| r.name == "rag_query"), "{file}: root run name");
-    assert_eq!(roots.iter().filter(|r| r.status == RunStatus::Error).count(), 1);
+    assert!(
+        roots.iter().all(|r| r.name == "rag_query"),
+        "{file}: root run name"
+    );
+    assert_eq!(
+        roots
+            .iter()
+            .filter(|r| r.status == RunStatus::Error)
+            .count(),
+        1
+    );
 
     // Tokens: only on LLM runs, 142 / 42 each, two calls.
     let llm: Vec<&ChainRun> = runs.iter().filter(|r| r.kind == RunKind::Llm).collect();
@@ -54,8 +68,15 @@ fn check_invoke(file: &str, dialect: Dialect) {
     for r in &llm {
         assert_eq!(r.model.as_deref(), Some("gpt-4o-mini"), "{file}: model");
         assert_eq!(r.provider.as_deref(), Some("openai"), "{file}: provider");
-        assert_eq!((r.tokens.input, r.tokens.output), (142, 42), "{file}: tokens");
-        assert_eq!(r.tokens.cache_read + r.tokens.cache_write + r.tokens.reasoning, 0);
+        assert_eq!(
+            (r.tokens.input, r.tokens.output),
+            (142, 42),
+            "{file}: tokens"
+        );
+        assert_eq!(
+            r.tokens.cache_read + r.tokens.cache_write + r.tokens.reasoning,
+            0
+        );
     }
     let billed: u64 = runs
         .iter()
@@ -74,21 +95,36 @@ fn check_invoke(file: &str, dialect: Dialect) {
     failed_names.sort_unstable();
     assert_eq!(
         failed_names,
-        vec!["RunnableParallel<context,query>", "rag_query", "retrieve_docs"],
+        vec![
+            "RunnableParallel<context,query>",
+            "rag_query",
+            "retrieve_docs"
+        ],
         "{file}: failed runs"
     );
-    assert!(failed.iter().all(|(_, t)| *t == Some("RuntimeError")), "{file}: {failed:?}");
+    assert!(
+        failed.iter().all(|(_, t)| *t == Some("RuntimeError")),
+        "{file}: {failed:?}"
+    );
 
     // Metadata and user, from each dialect's own encoding.
     for r in &runs {
-        assert_eq!(r.meta("environment"), Some("prod"), "{file}: metadata on {}", r.name);
+        assert_eq!(
+            r.meta("environment"),
+            Some("prod"),
+            "{file}: metadata on {}",
+            r.name
+        );
         assert_eq!(r.meta("version"), Some("2.0"));
         assert!(r.user_id.as_deref().is_some_and(|u| u.starts_with("user-")));
         assert!(r.session_id.is_none());
     }
     let users: std::collections::BTreeSet<&str> =
         roots.iter().filter_map(|r| r.user_id.as_deref()).collect();
-    assert_eq!(users.into_iter().collect::<Vec<_>>(), vec!["user-0", "user-1", "user-2"]);
+    assert_eq!(
+        users.into_iter().collect::<Vec<_>>(),
+        vec!["user-0", "user-1", "user-2"]
+    );
 }
 
 #[test]
@@ -99,7 +135,10 @@ fn openinference_invoke() {
     assert!(runs.iter().all(|r| r.tags.is_empty()));
     // Inputs and outputs are kept (zero-copy) for forwarding.
     let root = runs.iter().find(|r| r.is_root()).expect("root");
-    assert_eq!(root.inputs.as_deref(), Some(&br#"{"query": "test 0", "fail": false}"#[..]));
+    assert_eq!(
+        root.inputs.as_deref(),
+        Some(&br#"{"query": "test 0", "fail": false}"#[..])
+    );
     assert_eq!(root.outputs.as_deref(), Some(&b"The answer is 42."[..]));
 }
 
@@ -112,7 +151,10 @@ fn openllmetry_invoke() {
     let root = runs.iter().find(|r| r.is_root()).expect("root");
     assert_eq!(root.name, "rag_query");
     assert_eq!(root.tags, vec!["production", "rag", "v2"]);
-    let retrieve = runs.iter().find(|r| r.name == "retrieve_docs").expect("step");
+    let retrieve = runs
+        .iter()
+        .find(|r| r.name == "retrieve_docs")
+        .expect("step");
     assert_eq!(retrieve.tags, vec!["production", "rag", "v2"]);
 }
 
@@ -121,7 +163,9 @@ fn langsmith_invoke() {
     check_invoke("langchain-langsmith.pb", Dialect::LangSmith);
     let runs = runs("langchain-langsmith.pb");
     // Tags arrive as one ", "-joined string.
-    assert!(runs.iter().all(|r| r.tags == vec!["production", "rag", "v2"]));
+    assert!(runs
+        .iter()
+        .all(|r| r.tags == vec!["production", "rag", "v2"]));
     // LangSmith reports every exception as `Exception('RuntimeError(...)')`;
     // the real class is recovered (checked in check_invoke).
 }
@@ -136,7 +180,10 @@ fn streamed_captures() {
         let runs = runs(file);
         assert_eq!(runs.len(), 14, "{file}");
         assert!(runs.iter().all(|r| r.dialect == dialect));
-        assert!(runs.iter().all(|r| r.status == RunStatus::Ok), "{file}: no failures");
+        assert!(
+            runs.iter().all(|r| r.status == RunStatus::Ok),
+            "{file}: no failures"
+        );
         let llm: Vec<&ChainRun> = runs.iter().filter(|r| r.kind == RunKind::Llm).collect();
         assert_eq!(llm.len(), 2);
         for r in llm {
@@ -160,8 +207,28 @@ fn json_and_protobuf_captures_normalize_identically() {
         assert_eq!(from_pb.len(), from_json.len(), "{d}");
         for (a, b) in from_pb.iter().zip(&from_json) {
             assert_eq!(
-                (&a.name, a.kind, a.trace_id, a.span_id, a.parent_span_id, a.tokens, a.status, &a.error_type, a.start_unix_nano),
-                (&b.name, b.kind, b.trace_id, b.span_id, b.parent_span_id, b.tokens, b.status, &b.error_type, b.start_unix_nano),
+                (
+                    &a.name,
+                    a.kind,
+                    a.trace_id,
+                    a.span_id,
+                    a.parent_span_id,
+                    a.tokens,
+                    a.status,
+                    &a.error_type,
+                    a.start_unix_nano
+                ),
+                (
+                    &b.name,
+                    b.kind,
+                    b.trace_id,
+                    b.span_id,
+                    b.parent_span_id,
+                    b.tokens,
+                    b.status,
+                    &b.error_type,
+                    b.start_unix_nano
+                ),
                 "{d}"
             );
         }

@@ -92,7 +92,11 @@ impl Assembler {
         if run.is_root() {
             let chain: Arc<str> = Arc::from(run.name.as_str());
             let trace_id = run.trace_id;
-            out.push(Labeled { run, chain: chain.clone(), is_request: true });
+            out.push(Labeled {
+                run,
+                chain: chain.clone(),
+                is_request: true,
+            });
             if let Some(p) = self.pending.remove(&trace_id) {
                 self.spans_held -= p.runs.len();
                 out.extend(p.runs.into_iter().map(|run| Labeled {
@@ -106,13 +110,20 @@ impl Assembler {
         }
         if let Some((chain, _)) = self.completed.get(&run.trace_id) {
             self.stats.late_spans += 1;
-            out.push(Labeled { run, chain: chain.clone(), is_request: false });
+            out.push(Labeled {
+                run,
+                chain: chain.clone(),
+                is_request: false,
+            });
             return;
         }
         let trace_id = run.trace_id;
         let pending = self.pending.entry(trace_id).or_insert_with(|| {
             self.order.push_back((trace_id, now));
-            Pending { runs: Vec::new(), since: now }
+            Pending {
+                runs: Vec::new(),
+                since: now,
+            }
         });
         pending.runs.push(run);
         self.spans_held += 1;
@@ -170,7 +181,9 @@ impl Assembler {
             if !current {
                 continue; // released earlier by its root
             }
-            let Some(p) = self.pending.remove(&id) else { continue };
+            let Some(p) = self.pending.remove(&id) else {
+                continue;
+            };
             self.spans_held -= p.runs.len();
             match why {
                 Eviction::Timeout => self.stats.evicted_timeout += 1,

@@ -86,9 +86,12 @@ impl Aggregator {
     fn publish_stats(&mut self) {
         let s = self.assembler.stats;
         let r = self.reported;
-        self.evicted_timeout.increment(s.evicted_timeout - r.evicted_timeout);
-        self.evicted_capacity.increment(s.evicted_capacity - r.evicted_capacity);
-        self.inferred_roots.increment(s.inferred_roots - r.inferred_roots);
+        self.evicted_timeout
+            .increment(s.evicted_timeout - r.evicted_timeout);
+        self.evicted_capacity
+            .increment(s.evicted_capacity - r.evicted_capacity);
+        self.inferred_roots
+            .increment(s.inferred_roots - r.inferred_roots);
         self.late_spans.increment(s.late_spans - r.late_spans);
         self.reported = s;
         self.traces_held.set(self.assembler.traces_held() as f64);

@@ -131,10 +131,10 @@ impl Recorder {
                 }
             }
             let t = run.tokens;
-            for (counter, n) in s
-                .tokens
-                .iter()
-                .zip([t.input, t.output, t.cache_read, t.cache_write, t.reasoning])
+            for (counter, n) in
+                s.tokens
+                    .iter()
+                    .zip([t.input, t.output, t.cache_read, t.cache_write, t.reasoning])
             {
                 if n > 0 {
                     counter.increment(n);
@@ -166,7 +166,8 @@ impl Recorder {
         }
         for tag in &self.promoted_tags {
             let has = run.tags.iter().any(|t| t == tag);
-            self.values.push(if has { "true" } else { "false" }.to_owned());
+            self.values
+                .push(if has { "true" } else { "false" }.to_owned());
         }
     }
 
@@ -185,11 +186,21 @@ fn build_labels(
     promoted: &[(String, String)],
     overflow: bool,
 ) -> Vec<Label> {
-    let value = |v: &str| if overflow { OVERFLOW_LABEL.to_owned() } else { v.to_owned() };
+    let value = |v: &str| {
+        if overflow {
+            OVERFLOW_LABEL.to_owned()
+        } else {
+            v.to_owned()
+        }
+    };
     fixed
         .iter()
         .map(|(k, v)| Label::new(*k, value(v)))
-        .chain(promoted.iter().map(|(k, v)| Label::new(k.clone(), value(v))))
+        .chain(
+            promoted
+                .iter()
+                .map(|(k, v)| Label::new(k.clone(), value(v))),
+        )
         .collect()
 }
 

@@ -88,14 +88,24 @@ mod tests {
         for name in ["a", "b", "c", "d", "a"] {
             fam.get(name, |overflow| {
                 created += 1;
-                if overflow { 999 } else { created }
+                if overflow {
+                    999
+                } else {
+                    created
+                }
             });
         }
         assert_eq!(fam.len(), 2);
         assert_eq!(*fam.get("a", |_| 0), 1);
         assert_eq!(*fam.get("zzz", |_| 0), 999);
         let text = registry.render();
-        assert!(text.contains("chainpulse_cardinality_overflow_total{family=\"test_family\"} 3"), "{text}");
-        assert!(text.contains("chainpulse_cardinality_series{family=\"test_family\"} 2"), "{text}");
+        assert!(
+            text.contains("chainpulse_cardinality_overflow_total{family=\"test_family\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chainpulse_cardinality_series{family=\"test_family\"} 2"),
+            "{text}"
+        );
     }
 }

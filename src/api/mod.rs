@@ -30,7 +30,10 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     telemetry::update_process_metrics(registry);
     registry.run_upkeep();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         registry.render(),
     )
         .into_response()
@@ -42,7 +45,10 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     if !state.accepting.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: not accepting (starting or shutting down)\n")
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not accepting (starting or shutting down)\n",
+        )
             .into_response();
     }
     if state.pipeline.overloaded() {

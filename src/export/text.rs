@@ -29,7 +29,11 @@ fn parse_line(line: &str) -> Option<Sample> {
     let (name, labels, rest) = match line.find('{') {
         Some(open) => {
             let close = line.rfind('}')?;
-            (&line[..open], parse_labels(&line[open + 1..close])?, &line[close + 1..])
+            (
+                &line[..open],
+                parse_labels(&line[open + 1..close])?,
+                &line[close + 1..],
+            )
         }
         None => {
             let sp = line.find(' ')?;
@@ -42,7 +46,11 @@ fn parse_line(line: &str) -> Option<Sample> {
         "-Inf" => f64::NEG_INFINITY,
         v => v.parse().ok()?,
     };
-    Some(Sample { name: name.to_owned(), labels, value })
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
 }
 
 fn parse_labels(s: &str) -> Option<BTreeMap<String, String>> {
@@ -88,10 +96,17 @@ pub fn sum(samples: &[Sample], name: &str, matchers: &[(&str, &str)]) -> f64 {
 pub fn buckets(samples: &[Sample], name: &str, matchers: &[(&str, &str)]) -> Vec<(f64, f64)> {
     let bucket = format!("{name}_bucket");
     let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-    for s in samples.iter().filter(|s| {
-        s.name == bucket && matchers.iter().all(|(k, v)| s.label(k) == Some(v))
-    }) {
-        let Some(le) = s.label("le").and_then(|l| if l == "+Inf" { Some(f64::INFINITY) } else { l.parse().ok() }) else {
+    for s in samples
+        .iter()
+        .filter(|s| s.name == bucket && matchers.iter().all(|(k, v)| s.label(k) == Some(v)))
+    {
+        let Some(le) = s.label("le").and_then(|l| {
+            if l == "+Inf" {
+                Some(f64::INFINITY)
+            } else {
+                l.parse().ok()
+            }
+        }) else {
             continue;
         };
         let e = by_le.entry(le.to_bits()).or_insert((le, 0.0));

@@ -13,7 +13,9 @@ use bytes::Bytes;
 /// child run. They describe the graph, not the application, and differ per
 /// step, so they are dropped.
 fn is_internal_tag(t: &str) -> bool {
-    t.starts_with("seq:step:") || t.starts_with("map:key:") || t.starts_with("graph:step:")
+    t.starts_with("seq:step:")
+        || t.starts_with("map:key:")
+        || t.starts_with("graph:step:")
         || t.starts_with("langsmith:")
 }
 
@@ -26,7 +28,12 @@ pub fn tags(x: &Extracted<'_>) -> Vec<String> {
         tags.extend(str_array(v).map(str::to_owned));
     }
     if let Some(s) = x.langsmith_tags.and_then(as_str) {
-        tags.extend(s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned));
+        tags.extend(
+            s.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+        );
     }
     if tags.is_empty() {
         if let Some(s) = x.traceloop_input.and_then(as_str) {
@@ -108,7 +115,12 @@ pub fn session_id(x: &Extracted<'_>, metadata: &[(String, String)]) -> Option<St
         .or_else(|| {
             meta(
                 metadata,
-                &["session_id", "thread_id", "conversation_id", "langfuse_session_id"],
+                &[
+                    "session_id",
+                    "thread_id",
+                    "conversation_id",
+                    "langfuse_session_id",
+                ],
             )
         })
         .map(str::to_owned)
@@ -185,7 +197,8 @@ mod tests {
 
     #[test]
     fn traceloop_tags_ignore_the_rest() {
-        let json = r#"{"inputs": {"tags": ["not-me"]}, "tags": ["seq:step:1", "rag"], "metadata": {}}"#;
+        let json =
+            r#"{"inputs": {"tags": ["not-me"]}, "tags": ["seq:step:1", "rag"], "metadata": {}}"#;
         assert_eq!(traceloop_tags(json), vec!["seq:step:1", "rag"]);
         assert!(traceloop_tags("not json").is_empty());
     }

@@ -16,7 +16,12 @@ const STATUS_CODE_ERROR: i32 = 2;
 
 /// LangGraph raises these to steer control flow; OpenInference and Langfuse
 /// treat them as success, and so does chainpulse.
-const CONTROL_FLOW: [&str; 4] = ["GraphInterrupt", "Command", "ParentCommand", "GraphBubbleUp"];
+const CONTROL_FLOW: [&str; 4] = [
+    "GraphInterrupt",
+    "Command",
+    "ParentCommand",
+    "GraphBubbleUp",
+];
 
 pub fn resolve(
     x: &Extracted<'_>,
@@ -110,8 +115,14 @@ mod tests {
 
     #[test]
     fn class_from_repr_prefix() {
-        assert_eq!(class_prefix("RuntimeError('vector store timeout')Traceback"), Some("RuntimeError"));
-        assert_eq!(class_prefix("openai.RateLimitError: slow down"), Some("openai.RateLimitError"));
+        assert_eq!(
+            class_prefix("RuntimeError('vector store timeout')Traceback"),
+            Some("RuntimeError")
+        );
+        assert_eq!(
+            class_prefix("openai.RateLimitError: slow down"),
+            Some("openai.RateLimitError")
+        );
         assert_eq!(class_prefix("vector store timeout"), None);
         assert_eq!(class_prefix("(weird)"), None);
         assert_eq!(class_prefix("3Error('x')"), None);

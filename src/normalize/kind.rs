@@ -80,10 +80,7 @@ fn framework_kind(x: &Extracted<'_>) -> Option<RunKind> {
 }
 
 fn genai_kind(x: &Extracted<'_>) -> Option<RunKind> {
-    let op = x
-        .genai_operation
-        .or(x.llm_request_type)
-        .and_then(as_str)?;
+    let op = x.genai_operation.or(x.llm_request_type).and_then(as_str)?;
     Some(match op {
         "chat" | "generate_content" | "text_completion" | "completion" => RunKind::Llm,
         "embeddings" | "embedding" => RunKind::Embedding,
@@ -139,7 +136,14 @@ fn run_name(x: &Extracted<'_>, span_name: &str, dialect: Dialect) -> String {
 /// `ScriptedChat.chat` → `ScriptedChat`; `execute_tool search` → `search`;
 /// `rag.workflow` → `rag`. Names that follow no pattern are kept whole.
 fn strip_operation<'s>(name: &'s str, op: &str) -> &'s str {
-    for suffix in [".chat", ".completion", ".workflow", ".task", ".agent", ".tool"] {
+    for suffix in [
+        ".chat",
+        ".completion",
+        ".workflow",
+        ".task",
+        ".agent",
+        ".tool",
+    ] {
         if let Some(base) = name.strip_suffix(suffix) {
             if !base.is_empty() {
                 return base;
@@ -176,7 +180,10 @@ mod tests {
     fn strips_openllmetry_and_genai_names() {
         assert_eq!(strip_operation("ScriptedChat.chat", "chat"), "ScriptedChat");
         assert_eq!(strip_operation("rag_query.workflow", ""), "rag_query");
-        assert_eq!(strip_operation("execute_tool search", "execute_tool"), "search");
+        assert_eq!(
+            strip_operation("execute_tool search", "execute_tool"),
+            "search"
+        );
         assert_eq!(strip_operation("chat gpt-4o", "chat"), "chat");
         assert_eq!(strip_operation(".chat", "chat"), ".chat");
         assert_eq!(strip_operation("plain", ""), "plain");

@@ -46,7 +46,10 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     };
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
-    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(nanos as u64)
+    u64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos as u64)
 }
 
 /// Days since 1970-01-01 (Howard Hinnant's algorithm).

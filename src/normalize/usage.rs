@@ -101,7 +101,9 @@ pub fn tokens(x: &Extracted<'_>) -> Tokens {
             .unwrap_or(0),
     };
     if let Some(d) = x.langsmith_input_details.and_then(as_str) {
-        t.cache_read = t.cache_read.max(py_dict_count(d, "cache_read").unwrap_or(0));
+        t.cache_read = t
+            .cache_read
+            .max(py_dict_count(d, "cache_read").unwrap_or(0));
         t.cache_write = t
             .cache_write
             .max(py_dict_count(d, "cache_creation").unwrap_or(0));
@@ -168,7 +170,13 @@ mod tests {
         .expect("valid usage");
         assert_eq!(
             t,
-            Tokens { input: 160, output: 20, cache_read: 50, cache_write: 10, reasoning: 0 }
+            Tokens {
+                input: 160,
+                output: 20,
+                cache_read: 50,
+                cache_write: 10,
+                reasoning: 0
+            }
         );
     }
 

@@ -12,9 +12,13 @@ pub enum IngestError {
     InvalidUtf8(String),
     #[error("request body is empty")]
     EmptyBody,
-    #[error("request of {size} bytes exceeds the limit of {limit} bytes (limits.max_request_bytes)")]
+    #[error(
+        "request of {size} bytes exceeds the limit of {limit} bytes (limits.max_request_bytes)"
+    )]
     TooLarge { size: usize, limit: usize },
-    #[error("request exceeds the limit of {limit} bytes once decompressed (limits.max_request_bytes)")]
+    #[error(
+        "request exceeds the limit of {limit} bytes once decompressed (limits.max_request_bytes)"
+    )]
     DecompressedTooLarge { limit: usize },
     #[error("malformed gzip body: {0}")]
     MalformedGzip(String),

@@ -19,7 +19,10 @@ use tonic::{Request, Response, Status};
 /// Generated from proto/chainpulse/ingest.proto.
 pub mod generated {
     #![allow(missing_docs, clippy::all)]
-    include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.collector.trace.v1.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/opentelemetry.proto.collector.trace.v1.rs"
+    ));
 }
 
 pub use generated::trace_service_server::{TraceService, TraceServiceServer};
@@ -91,14 +94,19 @@ impl TraceService for OtlpGrpc {
         request: Request<RawExportRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let body = request.into_inner().0;
-        let slot = self.pipeline.try_begin(Protocol::Grpc).map_err(|e| e.grpc_status())?;
+        let slot = self
+            .pipeline
+            .try_begin(Protocol::Grpc)
+            .map_err(|e| e.grpc_status())?;
         match self.pipeline.ingest(&slot, Protocol::Grpc, body) {
             Ok(outcome) => {
-                let partial_success = (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+                let partial_success = (outcome.rejected > 0).then_some(ExportTracePartialSuccess {
                     rejected_spans: outcome.rejected as i64,
                     error_message: outcome.message,
                 });
-                Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+                Ok(Response::new(ExportTraceServiceResponse {
+                    partial_success,
+                }))
             }
             Err(e) => Err(e.grpc_status()),
         }
@@ -112,16 +120,23 @@ pub mod traces_only {
 
     pub mod metrics_v1 {
         #![allow(missing_docs, clippy::all)]
-        include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.collector.metrics.v1.rs"));
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/opentelemetry.proto.collector.metrics.v1.rs"
+        ));
     }
     pub mod logs_v1 {
         #![allow(missing_docs, clippy::all)]
-        include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.collector.logs.v1.rs"));
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/opentelemetry.proto.collector.logs.v1.rs"
+        ));
     }
     use logs_v1::logs_service_server::{LogsService, LogsServiceServer};
     use metrics_v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 
-    pub const MESSAGE: &str = "chainpulse accepts OTLP traces only (TraceService/Export, or POST /v1/traces); \
+    pub const MESSAGE: &str =
+        "chainpulse accepts OTLP traces only (TraceService/Export, or POST /v1/traces); \
 send metrics and logs to an OpenTelemetry Collector";
 
     #[derive(Debug, Default, Clone, Copy)]

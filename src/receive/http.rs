@@ -103,8 +103,13 @@ async fn read_body(
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                IngestError::TooLarge { size: limit + 1, limit }
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                IngestError::TooLarge {
+                    size: limit + 1,
+                    limit,
+                }
             } else {
                 IngestError::MalformedProtobuf(format!("reading body: {e}"))
             }
@@ -121,9 +126,12 @@ async fn read_body(
 }
 
 fn decompress(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, IngestError> {
-    let enc = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("<non-ASCII>").trim().to_ascii_lowercase());
+    let enc = headers.get(header::CONTENT_ENCODING).map(|v| {
+        v.to_str()
+            .unwrap_or("<non-ASCII>")
+            .trim()
+            .to_ascii_lowercase()
+    });
     match enc.as_deref() {
         None | Some("") | Some("identity") => Ok(raw),
         Some("gzip") | Some("x-gzip") => {
@@ -148,7 +156,12 @@ fn media_type(headers: &HeaderMap) -> Result<Encoding, IngestError> {
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("<non-ASCII>"))
         .unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -197,7 +210,11 @@ fn error_response(encoding: Encoding, e: &IngestError) -> Response {
 fn status_body(encoding: Encoding, status: StatusCode, code: i32, message: &str) -> Response {
     match encoding {
         Encoding::Protobuf => {
-            let body = RpcStatus { code, message: message.to_owned() }.encode_to_vec();
+            let body = RpcStatus {
+                code,
+                message: message.to_owned(),
+            }
+            .encode_to_vec();
             with_type(status, PROTOBUF, body)
         }
         Encoding::Json => {
@@ -250,7 +267,8 @@ mod tests {
         use flate2::write::GzEncoder;
         use std::io::Write;
         let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(&vec![0u8; 10 * 1024 * 1024]).expect("compress");
+        enc.write_all(&vec![0u8; 10 * 1024 * 1024])
+            .expect("compress");
         let bomb = Bytes::from(enc.finish().expect("finish"));
         assert!(bomb.len() < 64 * 1024);
         let h = headers(&[("content-encoding", "gzip")]);
@@ -267,7 +285,10 @@ mod tests {
         assert_eq!(e.reason(), "malformed_gzip");
         let h = headers(&[("content-encoding", "br")]);
         let e = decompress(&h, Bytes::from_static(b"x"), 1024).unwrap_err();
-        assert_eq!(e.to_string(), "unsupported Content-Encoding \"br\"; use gzip or none");
+        assert_eq!(
+            e.to_string(),
+            "unsupported Content-Encoding \"br\"; use gzip or none"
+        );
     }
 
     #[test]
@@ -275,6 +296,9 @@ mod tests {
         let ok = headers(&[("content-type", "application/json; charset=utf-8")]);
         assert!(media_type(&ok) == Ok(Encoding::Json));
         let bad = headers(&[("content-type", "text/plain")]);
-        assert_eq!(media_type(&bad).err().map(|e| e.reason()), Some("unsupported_media_type"));
+        assert_eq!(
+            media_type(&bad).err().map(|e| e.reason()),
+            Some("unsupported_media_type")
+        );
     }
 }

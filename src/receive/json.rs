@@ -24,10 +24,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_ids_and_types_with_a_reason() {
-        let bad_hex = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz","spanId":"00"}]}]}]}"#;
+        let bad_hex =
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz","spanId":"00"}]}]}]}"#;
         let e = to_protobuf(bad_hex).unwrap_err();
         assert_eq!(e.reason(), "malformed_json");
         let wrong_type = br#"{"resourceSpans":"nope"}"#;
-        assert!(to_protobuf(wrong_type).unwrap_err().to_string().contains("line 1"));
+        assert!(to_protobuf(wrong_type)
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
     }
 }

@@ -40,7 +40,9 @@ pub fn validate(req: &ExportTraceServiceRequest) -> Result<SpanVerdict, IngestEr
     let mut verdict = SpanVerdict::default();
     for (r, rs) in req.resource_spans.iter().enumerate() {
         if let Some(res) = &rs.resource {
-            check_attrs(&res.attributes, &|| format!("resource_spans[{r}].resource.attributes"))?;
+            check_attrs(&res.attributes, &|| {
+                format!("resource_spans[{r}].resource.attributes")
+            })?;
         }
         for (s, ss) in rs.scope_spans.iter().enumerate() {
             if let Some(scope) = &ss.scope {
@@ -88,7 +90,9 @@ fn check_span(span: &Span, at: impl Fn() -> String + Copy) -> Result<(), IngestE
     check_attrs(&span.attributes, &|| format!("{}.attributes", at()))?;
     for (e, event) in span.events.iter().enumerate() {
         utf8(&event.name, || format!("{}.events[{e}].name", at()))?;
-        check_attrs(&event.attributes, &|| format!("{}.events[{e}].attributes", at()))?;
+        check_attrs(&event.attributes, &|| {
+            format!("{}.events[{e}].attributes", at())
+        })?;
     }
     if let Some(status) = &span.status {
         utf8(&status.message, || format!("{}.status.message", at()))?;

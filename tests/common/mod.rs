@@ -30,7 +30,12 @@ pub async fn start(config: Config) -> Server {
 
 pub async fn scrape(server: &Server) -> Vec<Sample> {
     let url = format!("http://{}/metrics", server.addrs().metrics);
-    let body = reqwest::get(&url).await.expect("scrape").text().await.expect("body");
+    let body = reqwest::get(&url)
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
     text::parse(&body)
 }
 

@@ -11,7 +11,9 @@
 # Env: CHAINPULSE_BIN (default target/debug/chainpulse), PROMETHEUS_BIN
 # (default prometheus), LIVE_SCRAPE_SECONDS (40), LIVE_DEMO_DURATION (60),
 # LIVE_DEMO_ARGS (extra demo args, e.g. "--rate 20"), LIVE_KEEP=1 keeps the
-# temp dir with the logs.
+# temp dir with the logs; LIVE_PROM_ADDR (127.0.0.1:19090), LIVE_METRICS_ADDR
+# (127.0.0.1:19464), LIVE_GRPC_ADDR (127.0.0.1:14317), LIVE_HTTP_ADDR
+# (127.0.0.1:14318) move the listeners if those ports are taken.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -21,8 +23,10 @@ SCRAPE_SECONDS=${LIVE_SCRAPE_SECONDS:-40}
 DEMO_DURATION=${LIVE_DEMO_DURATION:-60}
 PY=python3
 [ -x "$ROOT/.venv-deploy/bin/python" ] && PY=$ROOT/.venv-deploy/bin/python
-PROM_ADDR=127.0.0.1:19090
-METRICS_ADDR=127.0.0.1:19464
+PROM_ADDR=${LIVE_PROM_ADDR:-127.0.0.1:19090}
+METRICS_ADDR=${LIVE_METRICS_ADDR:-127.0.0.1:19464}
+GRPC_ADDR=${LIVE_GRPC_ADDR:-127.0.0.1:14317}
+HTTP_ADDR=${LIVE_HTTP_ADDR:-127.0.0.1:14318}
 
 if [ ! -x "$BIN" ]; then
   echo "live.sh: chainpulse binary not found at $BIN (set CHAINPULSE_BIN)" >&2
@@ -75,15 +79,19 @@ PROM_PID=$!
 
 # shellcheck disable=SC2086  # LIVE_DEMO_ARGS is split on purpose
 "$BIN" demo --duration "$DEMO_DURATION" \
-  --metrics-addr "$METRICS_ADDR" --grpc-addr 127.0.0.1:14317 --http-addr 127.0.0.1:14318 \
+  --metrics-addr "$METRICS_ADDR" --grpc-addr "$GRPC_ADDR" --http-addr "$HTTP_ADDR" \
   ${LIVE_DEMO_ARGS:-} >"$WORK/demo.log" 2>&1 &
 DEMO_PID=$!
 
-wait_http() { # url seconds
-  "$PY" - "$1" "$2" <<'PY'
-import sys, time, urllib.request
-url, deadline = sys.argv[1], time.time() + float(sys.argv[2])
+wait_http() { # url seconds pid: until url answers, the time is up or pid exits
+  "$PY" - "$1" "$2" "$3" <<'PY'
+import os, sys, time, urllib.request
+url, deadline, pid = sys.argv[1], time.time() + float(sys.argv[2]), int(sys.argv[3])
 while time.time() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
     try:
         urllib.request.urlopen(url, timeout=1).read()
         sys.exit(0)
@@ -92,8 +100,8 @@ while time.time() < deadline:
 sys.exit(1)
 PY
 }
-wait_http "http://$PROM_ADDR/-/ready" 30 || { echo "live.sh: prometheus did not become ready" >&2; exit 1; }
-wait_http "http://$METRICS_ADDR/metrics" 30 || { echo "live.sh: chainpulse /metrics did not come up" >&2; exit 1; }
+wait_http "http://$PROM_ADDR/-/ready" 30 "$PROM_PID" || { echo "live.sh: prometheus did not become ready" >&2; exit 1; }
+wait_http "http://$METRICS_ADDR/metrics" 60 "$DEMO_PID" || { echo "live.sh: chainpulse /metrics did not come up" >&2; exit 1; }
 echo "live.sh: prometheus and chainpulse demo up; scraping for ${SCRAPE_SECONDS}s"
 for _ in $(seq "$SCRAPE_SECONDS"); do
   kill -0 "$DEMO_PID" 2>/dev/null || { echo "live.sh: chainpulse demo exited early" >&2; exit 1; }

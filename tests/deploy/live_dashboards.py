@@ -183,7 +183,9 @@ def main():
                     elif allowed(expr):
                         empties_allowed.append(where)
                     else:
-                        failures.append(f"EMPTY {where}\n      {sub}")
+                        absent = sorted(m for m in dashlib.metric_names(expr) if m not in known)
+                        why = f" (not exported: {', '.join(absent)})" if absent else ""
+                        failures.append(f"EMPTY {where}{why}\n      {sub}")
 
     missing = sorted(m for m in referenced if m not in known)
     for m in missing:
@@ -219,7 +221,9 @@ def main():
                         elif allowed(rule["query"]):
                             empties_allowed.append(f"recording rule {name}")
                         else:
-                            failures.append(f"EMPTY recording rule {name}\n      {rule['query']}")
+                            absent = sorted(m for m in dashlib.metric_names(rule["query"]) if m not in known)
+                            why = f" (not exported: {', '.join(absent)})" if absent else ""
+                            failures.append(f"EMPTY recording rule {name}{why}\n      {rule['query']}")
                     else:
                         ok_count += 1
                         for a in rule.get("alerts", []):
@@ -236,6 +240,9 @@ def main():
         print(f"allow {e}")
     for f in failures:
         print(f"FAIL  {f}")
+    not_exported = [m for m in missing if not any(a in m for a in allow)]
+    if not_exported:
+        print(f"note  metrics the dashboards use that this chainpulse does not export: {', '.join(not_exported)}")
     print(f"live dashboards: {ok_count} ok, {len(empties_allowed)} allowed empty, {len(failures)} failed")
     return 1 if failures else 0
 
