@@ -40,5 +40,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_client(false)
         .build_server(true)
         .compile_fds(others)?;
+
+    // chainpulse's own KPI query service (server, and a client for tests and
+    // tools).
+    let kpi = protox::compile(["chainpulse/kpi.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(kpi)?;
     Ok(())
 }

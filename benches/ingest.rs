@@ -68,7 +68,7 @@ fn ingest(c: &mut Criterion) {
         })
     });
     let config = Config::default();
-    let pipeline = Pipeline::new(&config, Arc::new(Registry::new()));
+    let pipeline = Pipeline::new(&config, Arc::new(Registry::new())).expect("pipeline");
     g.bench_function("pipeline_ingest", |b| {
         b.iter(|| {
             for body in &bodies {

@@ -40,6 +40,11 @@ pub struct Config {
     pub cardinality: CardinalityConfig,
     pub labels: LabelsConfig,
     pub log: LogConfig,
+    pub pricing: crate::pricing::PricingConfig,
+    pub slo: SloConfig,
+    pub budgets: Vec<BudgetConfig>,
+    pub cache: CacheConfig,
+    pub kpi: KpiConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -163,6 +168,169 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// SLO targets. Defaults are the production targets chainpulse is built
+/// around: P50 < 1 s, P95 < 2 s, P99 < 3 s, error rate < 0.1 %,
+/// availability > 99.9 %, throughput > 100 req/s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SloConfig {
+    pub latency_p50_seconds: f64,
+    pub latency_p95_seconds: f64,
+    pub latency_p99_seconds: f64,
+    /// Failed requests / requests.
+    pub error_rate: f64,
+    /// Successful requests / requests (request-based availability).
+    pub availability: f64,
+    /// Minimum requests per second; 0 disables the floor.
+    pub min_throughput_rps: f64,
+    /// Per service and/or chain targets; the first matching entry wins,
+    /// and keys it leaves out keep the defaults above.
+    pub overrides: Vec<SloOverride>,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        SloConfig {
+            latency_p50_seconds: 1.0,
+            latency_p95_seconds: 2.0,
+            latency_p99_seconds: 3.0,
+            error_rate: 0.001,
+            availability: 0.999,
+            min_throughput_rps: 100.0,
+            overrides: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SloOverride {
+    pub service: Option<String>,
+    pub chain: Option<String>,
+    pub latency_p50_seconds: Option<f64>,
+    pub latency_p95_seconds: Option<f64>,
+    pub latency_p99_seconds: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub availability: Option<f64>,
+    pub min_throughput_rps: Option<f64>,
+}
+
+/// The targets in force for one (service, chain).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SloTargets {
+    pub latency_p50_seconds: f64,
+    pub latency_p95_seconds: f64,
+    pub latency_p99_seconds: f64,
+    pub error_rate: f64,
+    pub availability: f64,
+    pub min_throughput_rps: f64,
+}
+
+impl SloConfig {
+    pub fn targets_for(&self, service: &str, chain: &str) -> SloTargets {
+        let mut t = SloTargets {
+            latency_p50_seconds: self.latency_p50_seconds,
+            latency_p95_seconds: self.latency_p95_seconds,
+            latency_p99_seconds: self.latency_p99_seconds,
+            error_rate: self.error_rate,
+            availability: self.availability,
+            min_throughput_rps: self.min_throughput_rps,
+        };
+        let matches = |o: &SloOverride| {
+            o.service.as_deref().is_none_or(|s| s == service)
+                && o.chain.as_deref().is_none_or(|c| c == chain)
+        };
+        if let Some(o) = self.overrides.iter().find(|o| matches(o)) {
+            t.latency_p50_seconds = o.latency_p50_seconds.unwrap_or(t.latency_p50_seconds);
+            t.latency_p95_seconds = o.latency_p95_seconds.unwrap_or(t.latency_p95_seconds);
+            t.latency_p99_seconds = o.latency_p99_seconds.unwrap_or(t.latency_p99_seconds);
+            t.error_rate = o.error_rate.unwrap_or(t.error_rate);
+            t.availability = o.availability.unwrap_or(t.availability);
+            t.min_throughput_rps = o.min_throughput_rps.unwrap_or(t.min_throughput_rps);
+        }
+        t
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetWindow {
+    Hour,
+    Day,
+}
+
+impl BudgetWindow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetWindow::Hour => "hour",
+            BudgetWindow::Day => "day",
+        }
+    }
+}
+
+/// A cost budget: `[[budgets]] window = "day", usd = 50, model = "gpt-4o"`.
+/// At most one of service / chain / model; none means the whole instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    pub window: BudgetWindow,
+    pub usd: f64,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub chain: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+impl BudgetConfig {
+    /// `(scope, name)` labels: global/"" or service|chain|model and its value.
+    pub fn scope(&self) -> (&'static str, &str) {
+        match (&self.service, &self.chain, &self.model) {
+            (Some(s), _, _) => ("service", s),
+            (_, Some(c), _) => ("chain", c),
+            (_, _, Some(m)) => ("model", m),
+            _ => ("global", ""),
+        }
+    }
+}
+
+/// How LLM-response cache hits are detected (see the README).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Metadata keys (under any dialect's metadata) whose boolean value marks
+    /// an LLM run as a cache hit (true) or miss (false).
+    pub hit_keys: Vec<String>,
+    /// Count every LLM run without a hit marker as a miss. Right only when
+    /// every LLM call goes through a cache; off by default so apps without a
+    /// cache do not show a 0 % hit rate.
+    pub count_unmarked_as_miss: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { hit_keys: vec!["cache_hit".into()], count_unmarked_as_miss: false }
+    }
+}
+
+/// The in-process KPI windows and heavy-hitter sketches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiConfig {
+    /// (service, chain) pairs tracked for the KPI API; more fold into one
+    /// `__overflow__` entry.
+    pub max_chains: usize,
+    /// Keys kept by each top-spenders sketch (Space-Saving capacity).
+    pub top_capacity: usize,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        KpiConfig { max_chains: 200, top_capacity: 1000 }
+    }
+}
+
 /// Flag overrides (the three listen addresses).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -279,6 +447,28 @@ impl Config {
                 ));
             }
         }
+        self.validate_slo()?;
+        for (i, b) in self.budgets.iter().enumerate() {
+            if !(b.usd.is_finite() && b.usd > 0.0) {
+                return Err(invalid(&format!("budgets[{i}].usd"), "must be a positive number of USD"));
+            }
+            let scopes = [&b.service, &b.chain, &b.model].iter().filter(|s| s.is_some()).count();
+            if scopes > 1 {
+                return Err(invalid(
+                    &format!("budgets[{i}]"),
+                    "set at most one of service, chain, model",
+                ));
+            }
+        }
+        if self.kpi.max_chains == 0 {
+            return Err(invalid("kpi.max_chains", "must be greater than 0"));
+        }
+        if self.kpi.top_capacity == 0 {
+            return Err(invalid("kpi.top_capacity", "must be greater than 0"));
+        }
+        if let Err(e) = crate::pricing::PriceTable::from_config(&self.pricing) {
+            return Err(invalid("pricing", e.to_string()));
+        }
         for (i, tag) in self.labels.tags.iter().enumerate() {
             if !is_label_name(&format!("tag_{tag}")) {
                 return Err(invalid(
@@ -286,6 +476,36 @@ impl Config {
                     format!("tag_{tag} is not a valid Prometheus label name"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_slo(&self) -> Result<(), ConfigError> {
+        let check = |key: &str, v: f64, max: Option<f64>| -> Result<(), ConfigError> {
+            let ok = v.is_finite() && v >= 0.0 && max.is_none_or(|m| v <= m);
+            if ok {
+                Ok(())
+            } else {
+                let range = max.map_or("≥ 0".to_owned(), |m| format!("between 0 and {m}"));
+                Err(invalid(key, format!("must be a number {range}, got {v}")))
+            }
+        };
+        let s = &self.slo;
+        check("slo.latency_p50_seconds", s.latency_p50_seconds, None)?;
+        check("slo.latency_p95_seconds", s.latency_p95_seconds, None)?;
+        check("slo.latency_p99_seconds", s.latency_p99_seconds, None)?;
+        check("slo.error_rate", s.error_rate, Some(1.0))?;
+        check("slo.availability", s.availability, Some(1.0))?;
+        check("slo.min_throughput_rps", s.min_throughput_rps, None)?;
+        for (i, o) in s.overrides.iter().enumerate() {
+            let k = |f: &str| format!("slo.overrides[{i}].{f}");
+            let opt = |key: String, v: Option<f64>, max| v.map_or(Ok(()), |v| check(&key, v, max));
+            opt(k("latency_p50_seconds"), o.latency_p50_seconds, None)?;
+            opt(k("latency_p95_seconds"), o.latency_p95_seconds, None)?;
+            opt(k("latency_p99_seconds"), o.latency_p99_seconds, None)?;
+            opt(k("error_rate"), o.error_rate, Some(1.0))?;
+            opt(k("availability"), o.availability, Some(1.0))?;
+            opt(k("min_throughput_rps"), o.min_throughput_rps, None)?;
         }
         Ok(())
     }

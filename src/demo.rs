@@ -41,7 +41,28 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+/// Example budgets the demo applies when the config sets none, so the cost
+/// dashboards and budget alerts have something to show.
+fn demo_budgets() -> Vec<crate::config::BudgetConfig> {
+    use crate::config::{BudgetConfig, BudgetWindow};
+    let budget = |window, usd, model: Option<&str>| BudgetConfig {
+        window,
+        usd,
+        service: None,
+        chain: None,
+        model: model.map(str::to_owned),
+    };
+    vec![
+        budget(BudgetWindow::Hour, 5.0, None),
+        budget(BudgetWindow::Day, 50.0, None),
+        budget(BudgetWindow::Day, 20.0, Some("gpt-4o")),
+    ]
+}
+
+pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    if config.budgets.is_empty() {
+        config.budgets = demo_budgets();
+    }
     let server = Server::start(&config)
         .await
         .context("starting chainpulse")?;
@@ -205,11 +226,15 @@ where
     } else {
         "summarize"
     };
-    let model = if rng.random_bool(0.85) {
-        "gpt-4o-mini"
-    } else {
-        "gpt-4o"
+    // Mostly priced models, and now and then a fine-tune nobody priced (it
+    // shows up as unpriced, not as free).
+    let model = match rng.random_range(0..100) {
+        0..=81 => "gpt-4o-mini",
+        82..=97 => "gpt-4o",
+        _ => "acme-finetune-v2",
     };
+    // An LLM-response cache in front of the model: some calls are hits.
+    let cache_hit = rng.random_bool(0.15);
     let streamed = rng.random_bool(0.3);
     let retriever_fails = rng.random_bool(0.02);
     let llm_fails = !retriever_fails && rng.random_bool(0.01);
@@ -280,16 +305,20 @@ where
         })
         .with_kind(SpanKind::Client)
         .with_start_time(at(llm_start))
-        .with_attributes(llm_attrs(
-            dialect,
-            chain,
-            model,
-            streamed,
-            ttft,
-            input_tokens,
-            output_tokens,
-            llm_fails,
-        ))
+        .with_attributes({
+            let mut a = llm_attrs(
+                dialect,
+                chain,
+                model,
+                streamed,
+                ttft,
+                input_tokens,
+                output_tokens,
+                llm_fails,
+            );
+            a.push(KeyValue::new("cache_hit", cache_hit && !llm_fails));
+            a
+        })
         .start_with_context(tracer, &cx);
     end += llm_s;
     if llm_fails {

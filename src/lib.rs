@@ -22,6 +22,7 @@ pub mod normalize;
 pub mod pipeline;
 pub mod pricing;
 pub mod receive;
+pub mod report;
 pub mod server;
 pub mod telemetry;
 

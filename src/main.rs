@@ -3,7 +3,7 @@
 use anyhow::Context;
 use chainpulse::config::{Config, Overrides};
 use chainpulse::server::{termination_signal, Server};
-use chainpulse::{demo, loadgen, telemetry};
+use chainpulse::{demo, loadgen, report, telemetry};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +42,9 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print the KPI table (latency, throughput, errors, tokens, cost,
+    /// targets met) of a running instance.
+    Report(report::ReportArgs),
     /// Send the captured fixtures to a running collector, fast, and report
     /// throughput and export latency.
     Loadgen(loadgen::LoadgenArgs),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             None | Some(Command::Run) => run(config).await,
             Some(Command::Demo(args)) => demo::run(config, args).await,
             Some(Command::Loadgen(args)) => loadgen::run(args).await,
+            Some(Command::Report(args)) => report::run(args).await,
             Some(Command::CheckConfig { .. }) => Ok(()),
         }
     });

@@ -69,7 +69,11 @@ const SPAN_REJECT_REASONS: [&str; 3] = [
 ];
 
 impl Pipeline {
-    pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
+    /// Fails only when the pricing configuration cannot be loaded (a user
+    /// price file that is missing or invalid).
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Result<Self, crate::pricing::PricingError> {
+        let prices = crate::pricing::PriceTable::from_config(&config.pricing)?;
+        tracing::info!(models = prices.len(), source = prices.source(), "price table loaded");
         // Every self-metric series exists from the start (at 0), so rates and
         // alerts work before the first incident.
         let protocols = Protocol::ALL
@@ -103,8 +107,8 @@ impl Pipeline {
         registry
             .gauge(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))])
             .set(1.0);
-        Pipeline {
-            aggregator: Mutex::new(Aggregator::new(config, registry.clone())),
+        Ok(Pipeline {
+            aggregator: Mutex::new(Aggregator::new(config, registry.clone(), prices)),
             inflight_gauge: registry.gauge(INFLIGHT_REQUESTS, &[]),
             registry,
             protocols,
@@ -112,7 +116,12 @@ impl Pipeline {
             inflight: AtomicUsize::new(0),
             max_inflight: config.server.max_inflight_requests,
             max_request_bytes: config.limits.max_request_bytes,
-        }
+        })
+    }
+
+    /// Reads the aggregator (KPI API); holds its lock for the call.
+    pub fn with_aggregator<T>(&self, f: impl FnOnce(&Aggregator) -> T) -> T {
+        f(&self.aggregator.lock())
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

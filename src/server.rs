@@ -1,6 +1,7 @@
 //! Runs the three listeners and the background tick, and stops them
 //! gracefully.
 
+use crate::api::grpc::{KpiGrpc, KpiServiceServer};
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::export::Registry;
@@ -53,7 +54,7 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let registry = Arc::new(Registry::new());
-        let pipeline = Arc::new(Pipeline::new(config, registry));
+        let pipeline = Arc::new(Pipeline::new(config, registry).context("loading the price table")?);
         let api = Arc::new(ApiState {
             pipeline: pipeline.clone(),
             accepting: false.into(),
@@ -81,6 +82,7 @@ impl Server {
                 oversize_is_resource_exhausted,
             ))
             .add_service(traces)
+            .add_service(KpiServiceServer::new(KpiGrpc::new(pipeline.clone())))
             .add_service(traces_only::metrics())
             .add_service(traces_only::logs())
             .serve_with_incoming_shutdown(

@@ -5,6 +5,7 @@
 //! `series`, the cardinality-guarded handle cache.
 
 pub mod assembly;
+pub mod kpi;
 pub mod recorder;
 pub mod series;
 pub mod sketch;
@@ -15,17 +16,34 @@ use crate::config::Config;
 use crate::export::names::*;
 use crate::export::Registry;
 use crate::normalize::ChainRun;
+use crate::normalize::TraceId;
+use crate::pricing::PriceTable;
 use assembly::{Assembler, AssemblyStats, Labeled};
+use kpi::{KpiTracker, RequestRecord};
 use metrics::{Counter, Gauge};
 use recorder::Recorder;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Per-trace totals of one release batch, for the request-level figures.
+#[derive(Default)]
+struct TraceTotals {
+    cost_usd: f64,
+    unpriced: bool,
+    tokens_in: u64,
+    tokens_out: u64,
+    cache_hits: u64,
+    cache_misses: u64,
+}
 
 /// Assembly plus recording, driven under one lock by the pipeline.
 pub struct Aggregator {
     assembler: Assembler,
     recorder: Recorder,
+    kpi: KpiTracker,
     ready: Vec<Labeled>,
+    totals: HashMap<TraceId, TraceTotals>,
     reported: AssemblyStats,
     traces_held: Gauge,
     spans_held: Gauge,
@@ -36,11 +54,13 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
+    pub fn new(config: &Config, registry: Arc<Registry>, prices: PriceTable) -> Self {
         let reason = |r: &'static str| registry.counter(ASSEMBLY_EVICTIONS, &[("reason", r)]);
         Aggregator {
             assembler: Assembler::new(&config.assembly),
             ready: Vec::new(),
+            totals: HashMap::new(),
+            kpi: KpiTracker::new(config, registry.clone()),
             reported: AssemblyStats::default(),
             traces_held: registry.gauge(ASSEMBLY_TRACES, &[]),
             spans_held: registry.gauge(ASSEMBLY_SPANS, &[]),
@@ -48,11 +68,7 @@ impl Aggregator {
             evicted_capacity: reason("capacity"),
             inferred_roots: registry.counter(ASSEMBLY_INFERRED_ROOTS, &[]),
             late_spans: registry.counter(ASSEMBLY_LATE_SPANS, &[]),
-            recorder: Recorder::new(
-                registry,
-                &config.labels,
-                config.cardinality.max_series_per_family,
-            ),
+            recorder: Recorder::new(registry, config, prices),
         }
     }
 
@@ -76,10 +92,66 @@ impl Aggregator {
         self.flush();
     }
 
+    pub fn kpi(&self) -> &KpiTracker {
+        &self.kpi
+    }
+
+    pub fn prices(&self) -> &PriceTable {
+        self.recorder.prices()
+    }
+
+    /// Records every released run, then each released request's totals
+    /// (cost, tokens, cache lookups summed over the runs of its trace that
+    /// were released with it — normally all of them, since a root is the
+    /// last span of its trace to end).
     fn flush(&mut self) {
-        for labeled in self.ready.drain(..) {
-            self.recorder.record(&labeled);
+        if self.ready.is_empty() {
+            self.publish_stats();
+            return;
         }
+        let ready = std::mem::take(&mut self.ready);
+        for l in &ready {
+            let cost = self.recorder.record(l);
+            if l.run.kind.bills_tokens() {
+                let t = l.run.tokens;
+                let model = l.run.model.as_deref().unwrap_or("unknown");
+                self.kpi.record_llm_call(model, t.input + t.output, cost.usd);
+            }
+            let totals = self.totals.entry(l.run.trace_id).or_default();
+            if l.run.kind.bills_tokens() {
+                totals.tokens_in += l.run.tokens.input;
+                totals.tokens_out += l.run.tokens.output;
+            }
+            totals.cost_usd += cost.usd.unwrap_or(0.0);
+            totals.unpriced |= cost.unpriced;
+            match cost.cache_hit {
+                Some(true) => totals.cache_hits += 1,
+                Some(false) => totals.cache_misses += 1,
+                None => {}
+            }
+        }
+        for l in ready.iter().filter(|l| l.is_request) {
+            let t = self.totals.remove(&l.run.trace_id).unwrap_or_default();
+            let cost = (!t.unpriced).then_some(t.cost_usd);
+            self.recorder.record_request_totals(l, cost, t.cache_hits, t.cache_misses);
+            let lookups = t.cache_hits + t.cache_misses;
+            self.kpi.record_request(&RequestRecord {
+                service: &l.run.service,
+                chain: &l.chain,
+                latency_s: l.run.duration_s(),
+                error: l.run.status == crate::normalize::RunStatus::Error,
+                tokens_in: t.tokens_in,
+                tokens_out: t.tokens_out,
+                cost_usd: cost,
+                cache_hit: (lookups > 0).then_some(t.cache_hits > 0),
+                user: l.run.user_id.as_deref(),
+                session: l.run.session_id.as_deref(),
+            });
+        }
+        // Late children (after their root) leave totals no request reads.
+        self.totals.clear();
+        self.ready = ready;
+        self.ready.clear();
         self.publish_stats();
     }
 

@@ -1,18 +1,33 @@
 //! Turns labelled runs into metric observations, through cached handles.
+//!
+//! Cost is computed here, per LLM / embedding run, from the price table:
+//! normalized `Tokens::input` always includes cached tokens, so pricing uses
+//! `InputSemantics::IncludesCached` for every dialect (Langfuse's
+//! subtracted counts were added back during normalization).
 
 use super::assembly::Labeled;
-use super::series::{key_into, Family};
-use crate::config::LabelsConfig;
+use super::series::{key_into, Family, SEP};
+use crate::config::{CacheConfig, Config};
 use crate::export::names::*;
+use crate::export::prometheus::FloatCounter;
 use crate::export::Registry;
 use crate::normalize::{ChainRun, RunKind, RunStatus};
+use crate::pricing::{Cost, InputSemantics, PriceTable, TokenUsage};
 use metrics::{Counter, Histogram, Label};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 struct OutcomeSeries {
     ok: Counter,
     error: Counter,
     duration: Histogram,
+}
+
+struct RequestSeries {
+    outcome: OutcomeSeries,
+    cost: Histogram,
+    cache_hit: Counter,
+    cache_miss: Counter,
 }
 
 struct LlmSeries {
@@ -22,31 +37,60 @@ struct LlmSeries {
     ttft: Histogram,
     /// input, output, cache_read, cache_write, reasoning
     tokens: [Counter; 5],
+    cost: FloatCounter,
 }
 
 const TOKEN_TYPES: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
 
+/// What recording a run learned about its cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunCost {
+    /// USD, when the run used tokens of a priced model.
+    pub usd: Option<f64>,
+    /// An LLM run whose model has no price, or that reported no usage.
+    pub unpriced: bool,
+    /// An LLM-response cache lookup result, when detected.
+    pub cache_hit: Option<bool>,
+}
+
+/// Unpriced models are logged once each, up to this many names.
+const MAX_LOGGED_UNPRICED: usize = 1000;
+
 pub struct Recorder {
     registry: Arc<Registry>,
+    prices: PriceTable,
+    batch_key: String,
+    cache: CacheConfig,
     promoted_metadata: Vec<String>,
     promoted_tags: Vec<String>,
     promoted_tag_labels: Vec<String>,
-    requests: Family<OutcomeSeries>,
+    requests: Family<RequestSeries>,
     runs: Family<OutcomeSeries>,
     llm: Family<LlmSeries>,
     errors: Family<Counter>,
+    unpriced: Family<Counter>,
+    usage_missing: Family<Counter>,
+    logged_unpriced: HashSet<String>,
     /// Reused for cache keys and label values so a hit allocates nothing.
     key: String,
     values: Vec<String>,
 }
 
 impl Recorder {
-    pub fn new(registry: Arc<Registry>, labels: &LabelsConfig, max_series: usize) -> Self {
+    pub fn new(registry: Arc<Registry>, config: &Config, prices: PriceTable) -> Self {
+        let max_series = config.cardinality.max_series_per_family;
+        let labels = &config.labels;
         Recorder {
             requests: Family::new(&registry, REQUESTS_TOTAL, max_series),
             runs: Family::new(&registry, RUNS_TOTAL, max_series),
             llm: Family::new(&registry, LLM_CALLS_TOTAL, max_series),
             errors: Family::new(&registry, ERRORS_TOTAL, max_series),
+            unpriced: Family::new(&registry, LLM_UNPRICED, max_series),
+            usage_missing: Family::new(&registry, LLM_USAGE_MISSING, max_series),
+            logged_unpriced: HashSet::new(),
+            prices,
+            batch_key: config.pricing.batch_metadata_key.clone(),
+            cache: config.cache.clone(),
             promoted_metadata: labels.metadata.clone(),
             promoted_tag_labels: labels.tags.iter().map(|t| format!("tag_{t}")).collect(),
             promoted_tags: labels.tags.clone(),
@@ -56,24 +100,21 @@ impl Recorder {
         }
     }
 
-    pub fn record(&mut self, l: &Labeled) {
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    pub fn record(&mut self, l: &Labeled) -> RunCost {
         let run = &l.run;
         let status = run.status;
         let duration = run.duration_s();
         self.fill_promoted(run);
         let promoted = self.promoted_pairs();
+        let mut outcome = RunCost::default();
 
         if l.is_request {
-            let s = get_outcome(
-                &mut self.requests,
-                &mut self.key,
-                &self.registry,
-                REQUESTS_TOTAL,
-                REQUEST_DURATION,
-                &[("service", &run.service), ("chain", &l.chain)],
-                &promoted,
-            );
-            observe(s, status, duration);
+            let s = self.request_series(&run.service, &l.chain, &promoted);
+            observe(&s.outcome, status, duration);
         }
 
         let s = get_outcome(
@@ -93,53 +134,7 @@ impl Recorder {
         observe(s, status, duration);
 
         if run.kind.bills_tokens() {
-            let provider = run.provider.as_deref().unwrap_or("unknown");
-            let model = run.model.as_deref().unwrap_or("unknown");
-            let labels = [
-                ("service", &*run.service),
-                ("chain", &*l.chain),
-                ("provider", provider),
-                ("model", model),
-            ];
-            let registry = &self.registry;
-            let key = compose_key(&mut self.key, &labels, &promoted);
-            let s = self.llm.get(key, |overflow| {
-                let mk = |extra: Option<(&'static str, &str)>| {
-                    let mut ls = build_labels(&labels, &promoted, overflow);
-                    if let Some((k, v)) = extra {
-                        ls.push(Label::new(k, v.to_owned()));
-                    }
-                    ls
-                };
-                LlmSeries {
-                    ok: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "ok")))),
-                    error: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "error")))),
-                    duration: registry.histogram_dyn(LLM_DURATION, mk(None)),
-                    ttft: registry.histogram_dyn(LLM_TTFT, mk(None)),
-                    tokens: TOKEN_TYPES
-                        .map(|t| registry.counter_dyn(LLM_TOKENS_TOTAL, mk(Some(("type", t))))),
-                }
-            });
-            if run.kind == RunKind::Llm {
-                match status {
-                    RunStatus::Ok => s.ok.increment(1),
-                    RunStatus::Error => s.error.increment(1),
-                }
-                s.duration.record(duration);
-                if let Some(t) = run.time_to_first_token_s {
-                    s.ttft.record(t);
-                }
-            }
-            let t = run.tokens;
-            for (counter, n) in
-                s.tokens
-                    .iter()
-                    .zip([t.input, t.output, t.cache_read, t.cache_write, t.reasoning])
-            {
-                if n > 0 {
-                    counter.increment(n);
-                }
-            }
+            outcome = self.record_llm(l, &promoted);
         }
 
         if let Some(error_type) = run.error_type.as_deref() {
@@ -157,6 +152,189 @@ impl Recorder {
                 })
                 .increment(1);
         }
+        outcome
+    }
+
+    fn record_llm(&mut self, l: &Labeled, promoted: &[(String, String)]) -> RunCost {
+        let run = &l.run;
+        let provider = run.provider.as_deref().unwrap_or("unknown");
+        let model = run.model.as_deref().unwrap_or("unknown");
+        let labels = [
+            ("service", &*run.service),
+            ("chain", &*l.chain),
+            ("provider", provider),
+            ("model", model),
+        ];
+        let cache_hit = self.cache_result(run);
+        let registry = &self.registry;
+        let key = compose_key(&mut self.key, &labels, promoted);
+        let s = self.llm.get(key, |overflow| {
+            let mk = |extra: Option<(&'static str, &str)>| {
+                let mut ls = build_labels(&labels, promoted, overflow);
+                if let Some((k, v)) = extra {
+                    ls.push(Label::new(k, v.to_owned()));
+                }
+                ls
+            };
+            let cost_labels: Vec<(String, String)> = mk(None)
+                .iter()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let cost_refs: Vec<(&str, &str)> =
+                cost_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            LlmSeries {
+                ok: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "ok")))),
+                error: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "error")))),
+                duration: registry.histogram_dyn(LLM_DURATION, mk(None)),
+                ttft: registry.histogram_dyn(LLM_TTFT, mk(None)),
+                tokens: TOKEN_TYPES
+                    .map(|t| registry.counter_dyn(LLM_TOKENS_TOTAL, mk(Some(("type", t))))),
+                cost: registry.float_counter(
+                    LLM_COST_TOTAL,
+                    "Cost in USD of LLM and embedding runs (priced models only).",
+                    &cost_refs,
+                ),
+            }
+        });
+        if run.kind == RunKind::Llm {
+            match run.status {
+                RunStatus::Ok => s.ok.increment(1),
+                RunStatus::Error => s.error.increment(1),
+            }
+            s.duration.record(run.duration_s());
+            if let Some(t) = run.time_to_first_token_s {
+                s.ttft.record(t);
+            }
+        }
+        let t = run.tokens;
+        for (counter, n) in s
+            .tokens
+            .iter()
+            .zip([t.input, t.output, t.cache_read, t.cache_write, t.reasoning])
+        {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
+
+        let mut outcome = RunCost {
+            cache_hit,
+            ..RunCost::default()
+        };
+        if t.is_zero() {
+            // A failed call may legitimately use nothing; a successful one
+            // that reports no usage cannot be priced (and is not free).
+            if run.status == RunStatus::Ok && run.kind == RunKind::Llm {
+                outcome.unpriced = true;
+                count_by_model(&mut self.usage_missing, &self.registry, LLM_USAGE_MISSING, &mut self.key, model);
+            }
+            return outcome;
+        }
+        let usage = TokenUsage {
+            input: t.input,
+            output: t.output,
+            cache_read: t.cache_read,
+            cache_write: t.cache_write,
+            reasoning: t.reasoning,
+        };
+        let batch = run
+            .meta(&self.batch_key)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+        match self
+            .prices
+            .cost(run.provider.as_deref(), model, &usage, InputSemantics::IncludesCached, batch)
+        {
+            Cost::Priced { usd, .. } => {
+                s.cost.add(usd);
+                outcome.usd = Some(usd);
+            }
+            Cost::Unpriced => {
+                outcome.unpriced = true;
+                count_by_model(&mut self.unpriced, &self.registry, LLM_UNPRICED, &mut self.key, model);
+                if self.logged_unpriced.len() < MAX_LOGGED_UNPRICED
+                    && self.logged_unpriced.insert(model.to_owned())
+                {
+                    tracing::warn!(
+                        model,
+                        provider,
+                        "no price for this model: its calls are counted as unpriced, not free \
+                         (add it under [pricing.models] or [pricing.aliases])"
+                    );
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Hit / miss of an LLM-response cache: the span's own marker, then the
+    /// configured metadata keys, then (if configured) unmarked = miss.
+    fn cache_result(&self, run: &ChainRun) -> Option<bool> {
+        if run.kind != RunKind::Llm {
+            return None;
+        }
+        run.cache_hit
+            .or_else(|| {
+                self.cache.hit_keys.iter().find_map(|k| {
+                    run.meta(k).and_then(|v| match v.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => Some(true),
+                        "false" | "0" | "no" => Some(false),
+                        _ => None,
+                    })
+                })
+            })
+            .or(self.cache.count_unmarked_as_miss.then_some(false))
+    }
+
+    /// Records a finished request's cost and cache lookups (after all of its
+    /// runs were recorded).
+    pub fn record_request_totals(
+        &mut self,
+        root: &Labeled,
+        cost_usd: Option<f64>,
+        hits: u64,
+        misses: u64,
+    ) {
+        self.fill_promoted(&root.run);
+        let promoted = self.promoted_pairs();
+        let s = self.request_series(&root.run.service, &root.chain, &promoted);
+        if let Some(c) = cost_usd {
+            s.cost.record(c);
+        }
+        if hits > 0 {
+            s.cache_hit.increment(hits);
+        }
+        if misses > 0 {
+            s.cache_miss.increment(misses);
+        }
+    }
+
+    fn request_series(
+        &mut self,
+        service: &str,
+        chain: &str,
+        promoted: &[(String, String)],
+    ) -> &RequestSeries {
+        let labels = [("service", service), ("chain", chain)];
+        let registry = &self.registry;
+        let key = compose_key(&mut self.key, &labels, promoted);
+        self.requests.get(key, |overflow| {
+            let base = || build_labels(&labels, promoted, overflow);
+            let with = |k: &'static str, v: &str| {
+                let mut ls = base();
+                ls.push(Label::new(k, v.to_owned()));
+                ls
+            };
+            RequestSeries {
+                outcome: OutcomeSeries {
+                    ok: registry.counter_dyn(REQUESTS_TOTAL, with("status", "ok")),
+                    error: registry.counter_dyn(REQUESTS_TOTAL, with("status", "error")),
+                    duration: registry.histogram_dyn(REQUEST_DURATION, base()),
+                },
+                cost: registry.histogram_dyn(REQUEST_COST, base()),
+                cache_hit: registry.counter_dyn(CACHE_LOOKUPS, with("result", "hit")),
+                cache_miss: registry.counter_dyn(CACHE_LOOKUPS, with("result", "miss")),
+            }
+        })
     }
 
     fn fill_promoted(&mut self, run: &ChainRun) {
@@ -166,8 +344,7 @@ impl Recorder {
         }
         for tag in &self.promoted_tags {
             let has = run.tags.iter().any(|t| t == tag);
-            self.values
-                .push(if has { "true" } else { "false" }.to_owned());
+            self.values.push(if has { "true" } else { "false" }.to_owned());
         }
     }
 
@@ -179,6 +356,22 @@ impl Recorder {
             .zip(self.values.iter().cloned())
             .collect()
     }
+}
+
+fn count_by_model(
+    family: &mut Family<Counter>,
+    registry: &Registry,
+    name: &'static str,
+    key: &mut String,
+    model: &str,
+) {
+    let k = key_into(key, &[model]);
+    family
+        .get(k, |overflow| {
+            let v = if overflow { OVERFLOW_LABEL } else { model };
+            registry.counter(name, &[("model", v)])
+        })
+        .increment(1);
 }
 
 fn build_labels(
@@ -196,11 +389,7 @@ fn build_labels(
     fixed
         .iter()
         .map(|(k, v)| Label::new(*k, value(v)))
-        .chain(
-            promoted
-                .iter()
-                .map(|(k, v)| Label::new(k.clone(), value(v))),
-        )
+        .chain(promoted.iter().map(|(k, v)| Label::new(k.clone(), value(v))))
         .collect()
 }
 
@@ -235,7 +424,7 @@ fn compose_key<'b>(
     labels: &[(&'static str, &str)],
     promoted: &[(String, String)],
 ) -> &'b str {
-    key_into(buf, &[]);
+    buf.clear();
     for (i, v) in labels
         .iter()
         .map(|(_, v)| *v)
@@ -243,7 +432,7 @@ fn compose_key<'b>(
         .enumerate()
     {
         if i > 0 {
-            buf.push(super::series::SEP);
+            buf.push(SEP);
         }
         buf.push_str(v);
     }

@@ -1,8 +1,16 @@
-//! The HTTP server on :9464: `/metrics`, `/healthz`, `/readyz`.
+//! The HTTP server on :9464: `/metrics`, `/healthz`, `/readyz`, and the
+//! KPI API (`/api/v1/kpis`, `/api/v1/top`); `grpc` serves the same KPIs as
+//! `chainpulse.kpi.v1.KpiService` on the OTLP/gRPC port.
+
+pub mod grpc;
+pub mod query;
 
 use crate::pipeline::Pipeline;
 use crate::telemetry;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::Json;
+use query::{KpiQuery, TopQuery};
+use std::collections::HashMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +30,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/v1/kpis", get(kpis))
+        .route("/api/v1/top", get(top))
         .with_state(state)
 }
 
@@ -59,4 +69,27 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// `GET /api/v1/kpis?window=5m&service=…&chain=…`
+async fn kpis(State(state): State<Arc<ApiState>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let q = match KpiQuery::parse(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    let chains = q.run(&state.pipeline);
+    Json(serde_json::json!({ "window": q.window.to_string(), "chains": chains })).into_response()
+}
+
+/// `GET /api/v1/top?by=user|session|chain|model&metric=cost|requests|tokens&n=10`
+async fn top(State(state): State<Arc<ApiState>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let q = match TopQuery::parse(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    Json(q.run(&state.pipeline)).into_response()
 }

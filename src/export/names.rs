@@ -11,6 +11,14 @@ pub const LLM_TTFT: &str = "chainpulse_llm_time_to_first_token_seconds";
 pub const LLM_TOKENS_TOTAL: &str = "chainpulse_llm_tokens_total";
 pub const ERRORS_TOTAL: &str = "chainpulse_errors_total";
 
+pub const LLM_COST_TOTAL: &str = "chainpulse_llm_cost_usd_total";
+pub const REQUEST_COST: &str = "chainpulse_request_cost_usd";
+pub const LLM_UNPRICED: &str = "chainpulse_llm_unpriced_calls_total";
+pub const LLM_USAGE_MISSING: &str = "chainpulse_llm_usage_missing_total";
+pub const CACHE_LOOKUPS: &str = "chainpulse_cache_lookups_total";
+pub const SLO_TARGET: &str = "chainpulse_slo_target";
+pub const BUDGET_USD: &str = "chainpulse_budget_usd";
+
 pub const SPANS_RECEIVED: &str = "chainpulse_spans_received_total";
 pub const SPANS_REJECTED: &str = "chainpulse_spans_rejected_total";
 pub const REQUESTS_REJECTED: &str = "chainpulse_otlp_requests_rejected_total";
@@ -37,4 +45,9 @@ pub const OVERFLOW_LABEL: &str = "__overflow__";
 /// is exact at the thresholds that matter.
 pub const LATENCY_BUCKETS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Request cost buckets (USD): a tenth of a cent to ten dollars per request.
+pub const COST_BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 10.0,
 ];

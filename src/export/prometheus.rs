@@ -7,13 +7,53 @@
 
 use super::names::*;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 const META: Metadata<'static> = Metadata::new("chainpulse", Level::INFO, None);
 
 pub struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Counters with fractional increments (USD), which the `metrics` crate's
+    /// integer counters cannot hold; rendered after the recorder's output.
+    floats: Mutex<BTreeMap<&'static str, FloatFamily>>,
+}
+
+struct FloatFamily {
+    help: &'static str,
+    series: Vec<(String, Arc<AtomicU64>)>,
+}
+
+/// A monotonically increasing f64 counter (USD), lock-free to increment.
+#[derive(Clone, Debug)]
+pub struct FloatCounter(Arc<AtomicU64>);
+
+impl FloatCounter {
+    pub fn add(&self, v: f64) {
+        if !(v.is_finite() && v > 0.0) {
+            return;
+        }
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let next = (f64::from_bits(current) + v).to_bits();
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -32,10 +72,11 @@ impl Registry {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
-            .expect("static bucket list is non-empty")
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REQUEST_COST.into()), &COST_BUCKETS))
+            .expect("static bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
-        let registry = Registry { recorder, handle };
+        let registry = Registry { recorder, handle, floats: Mutex::new(BTreeMap::new()) };
         registry.describe();
         registry
     }
@@ -116,6 +157,40 @@ impl Registry {
             PROCESS_CPU,
             "CPU time (user + system) used by the chainpulse process.",
         );
+        r.describe_histogram(
+            KeyName::from_const_str(REQUEST_COST),
+            None,
+            "Cost in USD of each request (sum of its LLM runs).".into(),
+        );
+        c(LLM_UNPRICED, "LLM calls whose model has no price (unpriced, not free).");
+        c(LLM_USAGE_MISSING, "Successful LLM calls that reported no token usage (not priced).");
+        c(CACHE_LOOKUPS, "LLM cache lookups detected, by result.");
+        g(SLO_TARGET, "SLO target per service, chain and KPI (from the config).");
+        g(BUDGET_USD, "Cost budget in USD per window and scope (from the config).");
+    }
+
+    /// A fractional counter (`# TYPE counter`), created on first use.
+    pub fn float_counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+    ) -> FloatCounter {
+        let mut rendered = String::new();
+        for (i, (k, v)) in labels.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(rendered, "{sep}{k}=\"{}\"", escape_label(v));
+        }
+        let mut floats = self.floats.lock();
+        let family = floats
+            .entry(name)
+            .or_insert_with(|| FloatFamily { help, series: Vec::new() });
+        if let Some((_, cell)) = family.series.iter().find(|(l, _)| *l == rendered) {
+            return FloatCounter(cell.clone());
+        }
+        let cell = Arc::new(AtomicU64::new(0f64.to_bits()));
+        family.series.push((rendered, cell.clone()));
+        FloatCounter(cell)
     }
 
     fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
@@ -155,7 +230,22 @@ impl Registry {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut out = self.handle.render();
+        let floats = self.floats.lock();
+        for (name, family) in floats.iter() {
+            let _ = writeln!(out, "# HELP {name} {}", family.help);
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, cell) in &family.series {
+                let v = f64::from_bits(cell.load(Ordering::Relaxed));
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// Drains histogram samples into their buckets. Histogram observations
@@ -164,4 +254,18 @@ impl Registry {
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// Label value escaping of the text format: backslash, quote, newline.
+fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -86,6 +86,7 @@ pub struct Extracted<'a> {
     pub server_ttft: Option<&'a AnyValue>,
     pub langfuse_completion_start: Option<&'a AnyValue>,
     pub oi_invocation_params: Option<&'a AnyValue>,
+    pub cache_hit: Option<&'a AnyValue>,
 
     // Inputs / outputs, in preference order per family.
     pub oi_input: Option<&'a AnyValue>,
@@ -186,6 +187,7 @@ impl<'a> Extracted<'a> {
             "gen_ai.server.time_to_first_token" => &mut self.server_ttft,
             "langfuse.observation.completion_start_time" => &mut self.langfuse_completion_start,
             "llm.invocation_parameters" => &mut self.oi_invocation_params,
+            "cache_hit" | "cache.hit" | "llm.cache_hit" | "gen_ai.cache.hit" => &mut self.cache_hit,
 
             "input.value" => &mut self.oi_input,
             "output.value" => &mut self.oi_output,

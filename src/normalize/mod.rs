@@ -106,6 +106,7 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
     let (status, error_type) = errors::resolve(&x, status_code, status_message, &span.events);
     let (streaming, time_to_first_token_s) = context::streaming(&x, span.start_time_unix_nano);
     let (inputs, outputs) = context::io(&x);
+    let cache_hit = context::cache_hit(&x, kind == RunKind::Llm, outputs.as_ref());
 
     Some(ChainRun {
         trace_id,
@@ -128,6 +129,7 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
         metadata,
         streaming,
         time_to_first_token_s,
+        cache_hit,
         inputs,
         outputs,
     })

@@ -157,6 +157,9 @@ pub struct ChainRun {
     pub user_id: Option<String>,
     pub streaming: Option<bool>,
     pub time_to_first_token_s: Option<f64>,
+    /// An LLM-response cache hit (`Some(true)`) or miss (`Some(false)`),
+    /// when the span says so; `None` when it cannot be told.
+    pub cache_hit: Option<bool>,
     /// Run inputs / outputs as sent (kept for forwarding, never labels).
     pub inputs: Option<Bytes>,
     pub outputs: Option<Bytes>,

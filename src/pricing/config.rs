@@ -30,12 +30,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::schema::ModelPriceSpec;
 
 /// The `[pricing]` section of the chainpulse configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PricingConfig {
     /// A price file in the same format as the built-in `prices.toml`,

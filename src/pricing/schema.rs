@@ -64,7 +64,7 @@ pub(crate) struct ProviderDefaults {
 /// The key may be scoped to a provider as `"<provider>/<model>"`; such an
 /// entry only matches when the call's provider (or a routing prefix in the
 /// model string) names that provider.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPriceSpec {
     /// Who bills this model; selects the `[providers.*]` defaults and is

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests use, when they are missing:
+# promtool/prometheus (Debian's `prometheus`), python3-venv, and the Rust
+# components rustfmt and clippy. Idempotent; a no-op on a prepared machine.
+set -euo pipefail
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The package starts a Prometheus service where an init system exists;
+  # the tests run their own instance on other ports.
+  (systemctl stop prometheus || service prometheus stop || pkill -x prometheus) >/dev/null 2>&1 || true
+fi
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+echo "promtool: $(promtool --version 2>&1 | head -n 1)"

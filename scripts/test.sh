@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# chainpulse's test command (the README's): formatting, lints, Rust unit and
+# integration tests, the real-LangChain end-to-end suite, and the production
+# kit's checks (rules, dashboards against a real Prometheus, manifests).
+# Installs what it needs on a fresh Debian machine (needs root for apt-get).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "prerequisites"
+scripts/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit + integration)"
+cargo test --locked
+
+export CHAINPULSE_BIN="$ROOT/target/debug/chainpulse"
+
+step "end-to-end: real LangChain app + OpenInference / OpenLLMetry / LangSmith"
+scripts/setup-python.sh
+"$ROOT/.venv/bin/python" -m pytest tests/e2e -q
+
+step "production kit: rules, dashboards, manifests, Dockerfile"
+bash tests/deploy/run.sh
+
+step "dashboards and rules against a real Prometheus scraping chainpulse"
+bash tests/deploy/live.sh
+
+step "all test suites passed"

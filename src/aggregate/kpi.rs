@@ -1,0 +1,333 @@
+//! The production KPIs per (service, chain), over sliding windows, against
+//! their SLO targets; and the top spenders by user, session, chain and model.
+//!
+//! Memory is bounded twice: at most `kpi.max_chains` (service, chain) pairs
+//! are tracked (later ones fold into one `__overflow__` entry), and each
+//! top-spenders sketch keeps `kpi.top_capacity` keys (Space-Saving: the
+//! heaviest keys are always kept, with a stated error bound).
+
+use super::topk::{HeavyHitter, SpaceSaving};
+use super::window::{Sample, Window, WindowSnapshot, WindowedStats};
+use crate::config::{Config, SloConfig, SloTargets};
+use crate::export::names::{BUDGET_USD, OVERFLOW_LABEL, SLO_TARGET};
+use crate::export::Registry;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One finished request, as the KPI windows see it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord<'a> {
+    pub service: &'a str,
+    pub chain: &'a str,
+    pub latency_s: f64,
+    pub error: bool,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// `None` when one of its LLM calls could not be priced.
+    pub cost_usd: Option<f64>,
+    pub cache_hit: Option<bool>,
+    pub user: Option<&'a str>,
+    pub session: Option<&'a str>,
+}
+
+/// Dimensions of the top-spenders API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBy {
+    User,
+    Session,
+    Chain,
+    Model,
+}
+
+impl TopBy {
+    pub fn parse(s: &str) -> Result<TopBy, String> {
+        match s {
+            "user" => Ok(TopBy::User),
+            "session" => Ok(TopBy::Session),
+            "chain" => Ok(TopBy::Chain),
+            "model" => Ok(TopBy::Model),
+            other => Err(format!("by={other:?} is not one of user, session, chain, model")),
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopMetric {
+    Cost,
+    Requests,
+    Tokens,
+}
+
+impl TopMetric {
+    pub fn parse(s: &str) -> Result<TopMetric, String> {
+        match s {
+            "cost" => Ok(TopMetric::Cost),
+            "requests" => Ok(TopMetric::Requests),
+            "tokens" => Ok(TopMetric::Tokens),
+            other => Err(format!("metric={other:?} is not one of cost, requests, tokens")),
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+struct ChainKpi {
+    stats: WindowedStats,
+    targets: SloTargets,
+}
+
+pub struct KpiTracker {
+    epoch: Instant,
+    epoch_secs: u64,
+    chains: HashMap<(Arc<str>, Arc<str>), ChainKpi>,
+    overflow: Option<ChainKpi>,
+    max_chains: usize,
+    slo: SloConfig,
+    registry: Arc<Registry>,
+    /// [by][metric]
+    top: Vec<Vec<SpaceSaving>>,
+}
+
+impl KpiTracker {
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
+        for b in &config.budgets {
+            let (scope, name) = b.scope();
+            registry
+                .gauge(BUDGET_USD, &[("window", b.window.as_str()), ("scope", scope), ("name", name)])
+                .set(b.usd);
+        }
+        let cap = config.kpi.top_capacity;
+        KpiTracker {
+            epoch: Instant::now(),
+            epoch_secs: 0,
+            chains: HashMap::new(),
+            overflow: None,
+            max_chains: config.kpi.max_chains,
+            slo: config.slo.clone(),
+            registry,
+            top: (0..4)
+                .map(|_| (0..3).map(|_| SpaceSaving::new(cap)).collect())
+                .collect(),
+        }
+    }
+
+    /// Seconds since the tracker started (the windows' clock).
+    pub fn now_secs(&self) -> u64 {
+        self.epoch_secs + self.epoch.elapsed().as_secs()
+    }
+
+    pub fn record_request(&mut self, r: &RequestRecord<'_>) {
+        let now = self.now_secs();
+        let sample = Sample {
+            latency_s: r.latency_s,
+            error: r.error,
+            tokens_in: r.tokens_in,
+            tokens_out: r.tokens_out,
+            cost_usd: r.cost_usd,
+            cache_hit: r.cache_hit,
+        };
+        self.entry(r.service, r.chain, now).stats.record(now, sample);
+        let tokens = (r.tokens_in + r.tokens_out) as f64;
+        let cost = r.cost_usd.unwrap_or(0.0);
+        for (by, key) in [(TopBy::User, r.user), (TopBy::Session, r.session), (TopBy::Chain, Some(r.chain))] {
+            if let Some(key) = key.filter(|k| !k.is_empty()) {
+                self.add_top(by, key, 1.0, tokens, cost);
+            }
+        }
+    }
+
+    /// One LLM call, for the top spenders by model.
+    pub fn record_llm_call(&mut self, model: &str, tokens: u64, cost_usd: Option<f64>) {
+        self.add_top(TopBy::Model, model, 1.0, tokens as f64, cost_usd.unwrap_or(0.0));
+    }
+
+    fn add_top(&mut self, by: TopBy, key: &str, requests: f64, tokens: f64, cost: f64) {
+        let row = &mut self.top[by.index()];
+        row[TopMetric::Requests.index()].add(key, requests);
+        if tokens > 0.0 {
+            row[TopMetric::Tokens.index()].add(key, tokens);
+        }
+        if cost > 0.0 {
+            row[TopMetric::Cost.index()].add(key, cost);
+        }
+    }
+
+    fn entry(&mut self, service: &str, chain: &str, now: u64) -> &mut ChainKpi {
+        let key = (Arc::<str>::from(service), Arc::<str>::from(chain));
+        if self.chains.contains_key(&key) {
+            return self.chains.get_mut(&key).expect("checked");
+        }
+        if self.chains.len() >= self.max_chains {
+            let targets = self.slo.targets_for(OVERFLOW_LABEL, OVERFLOW_LABEL);
+            return self.overflow.get_or_insert_with(|| ChainKpi {
+                stats: WindowedStats::new(now),
+                targets,
+            });
+        }
+        let targets = self.slo.targets_for(service, chain);
+        for (kpi, v) in target_list(&targets) {
+            self.registry
+                .gauge(SLO_TARGET, &[("kpi", kpi), ("service", service), ("chain", chain)])
+                .set(v);
+        }
+        self.chains
+            .entry(key)
+            .or_insert_with(|| ChainKpi { stats: WindowedStats::new(now), targets })
+    }
+
+    /// KPIs per chain over `window`, optionally filtered.
+    pub fn kpis(&self, window: Window, service: Option<&str>, chain: Option<&str>) -> Vec<ChainKpis> {
+        let now = self.now_secs();
+        let mut out: Vec<ChainKpis> = self
+            .chains
+            .iter()
+            .filter(|((s, c), _)| service.is_none_or(|f| f == &**s) && chain.is_none_or(|f| f == &**c))
+            .map(|((s, c), k)| ChainKpis::build(s, c, &k.stats.snapshot(window, now), &k.targets))
+            .collect();
+        if service.is_none() && chain.is_none() {
+            if let Some(k) = &self.overflow {
+                out.push(ChainKpis::build(OVERFLOW_LABEL, OVERFLOW_LABEL, &k.stats.snapshot(window, now), &k.targets));
+            }
+        }
+        out.sort_by(|a, b| (&a.service, &a.chain).cmp(&(&b.service, &b.chain)));
+        out
+    }
+
+    pub fn top(&self, by: TopBy, metric: TopMetric, n: usize) -> TopList {
+        let sketch = &self.top[by.index()][metric.index()];
+        TopList {
+            total: sketch.total(),
+            capacity: sketch.capacity(),
+            tracked: sketch.len(),
+            // Space-Saving: every reported estimate over-counts by at most
+            // the smallest kept counter.
+            max_error: if sketch.len() >= sketch.capacity() { sketch.min_estimate() } else { 0.0 },
+            entries: sketch.top(n),
+        }
+    }
+}
+
+fn target_list(t: &SloTargets) -> [(&'static str, f64); 6] {
+    [
+        ("latency_p50_seconds", t.latency_p50_seconds),
+        ("latency_p95_seconds", t.latency_p95_seconds),
+        ("latency_p99_seconds", t.latency_p99_seconds),
+        ("error_rate", t.error_rate),
+        ("availability", t.availability),
+        ("throughput_rps", t.min_throughput_rps),
+    ]
+}
+
+/// A heavy-hitters answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopList {
+    /// Sum of every weight seen (all keys, kept or not).
+    pub total: f64,
+    pub capacity: usize,
+    pub tracked: usize,
+    /// Upper bound of any estimate's over-count (0 while every key fits).
+    pub max_error: f64,
+    pub entries: Vec<HeavyHitter>,
+}
+
+/// One KPI against its target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KpiCheck {
+    pub kpi: &'static str,
+    pub value: Option<f64>,
+    pub target: f64,
+    /// `<=` or `>=`
+    pub comparison: &'static str,
+    /// `pass`, `fail`, or `no_data`.
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyQuantiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// Everything the KPI API reports for one chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainKpis {
+    pub service: String,
+    pub chain: String,
+    pub window: String,
+    /// Seconds the window actually covers (less than its width just after
+    /// start-up).
+    pub covered_seconds: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub throughput_rps: Option<f64>,
+    pub latency_seconds: LatencyQuantiles,
+    pub error_rate: Option<f64>,
+    pub availability: Option<f64>,
+    pub tokens_input: u64,
+    pub tokens_output: u64,
+    pub cost_usd: f64,
+    /// Cost per priced request.
+    pub cost_per_request_usd: Option<f64>,
+    /// Requests with at least one unpriced LLM call (excluded from cost).
+    pub unpriced_requests: u64,
+    pub cache_hit_rate: Option<f64>,
+    pub kpis: Vec<KpiCheck>,
+    /// Every KPI with data passes.
+    pub targets_met: bool,
+}
+
+impl ChainKpis {
+    fn build(service: &str, chain: &str, snap: &WindowSnapshot, t: &SloTargets) -> ChainKpis {
+        let s = &snap.stats;
+        let q = |p: f64| s.latency.quantile(p);
+        let error_rate = s.error_rate();
+        let availability = error_rate.map(|e| 1.0 - e);
+        let throughput = snap.requests_per_sec();
+        let priced = s.requests.saturating_sub(s.unpriced_requests);
+        let latency = LatencyQuantiles { p50: q(0.50), p95: q(0.95), p99: q(0.99) };
+        let check = |kpi, value: Option<f64>, target, comparison| {
+            let status = match value {
+                None => "no_data",
+                Some(v) if (comparison == "<=" && v <= target) || (comparison == ">=" && v >= target) => "pass",
+                Some(_) => "fail",
+            };
+            KpiCheck { kpi, value, target, comparison, status }
+        };
+        let kpis = vec![
+            check("latency_p50_seconds", latency.p50, t.latency_p50_seconds, "<="),
+            check("latency_p95_seconds", latency.p95, t.latency_p95_seconds, "<="),
+            check("latency_p99_seconds", latency.p99, t.latency_p99_seconds, "<="),
+            check("error_rate", error_rate, t.error_rate, "<="),
+            check("availability", availability, t.availability, ">="),
+            check("throughput_rps", throughput, t.min_throughput_rps, ">="),
+        ];
+        let targets_met = kpis.iter().all(|k| k.status != "fail");
+        ChainKpis {
+            service: service.to_owned(),
+            chain: chain.to_owned(),
+            window: snap.window.to_string(),
+            covered_seconds: snap.covered_secs,
+            requests: s.requests,
+            errors: s.errors,
+            throughput_rps: throughput,
+            latency_seconds: latency,
+            error_rate,
+            availability,
+            tokens_input: s.tokens_in,
+            tokens_output: s.tokens_out,
+            cost_usd: s.cost_usd,
+            cost_per_request_usd: (priced > 0).then(|| s.cost_usd / priced as f64),
+            unpriced_requests: s.unpriced_requests,
+            cache_hit_rate: s.cache_hit_ratio(),
+            kpis,
+            targets_met,
+        }
+    }
+}
