@@ -19,11 +19,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 fn bodies() -> (Vec<Bytes>, u64) {
-    let bodies: Vec<Bytes> = FIXTURES.iter().map(|(_, b)| Bytes::from_static(b)).collect();
+    let bodies: Vec<Bytes> = FIXTURES
+        .iter()
+        .map(|(_, b)| Bytes::from_static(b))
+        .collect();
     let spans = bodies
         .iter()
         .map(|b| {
-            let r = chainpulse::otlp_view::ExportTraceServiceRequest::decode(b.clone()).expect("fixture");
+            let r = chainpulse::otlp_view::ExportTraceServiceRequest::decode(b.clone())
+                .expect("fixture");
             r.resource_spans
                 .iter()
                 .flat_map(|rs| &rs.scope_spans)
@@ -53,7 +57,8 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("view_decode", |b| {
         b.iter(|| {
             for body in &bodies {
-                let r = chainpulse::otlp_view::ExportTraceServiceRequest::decode(body.clone()).expect("decode");
+                let r = chainpulse::otlp_view::ExportTraceServiceRequest::decode(body.clone())
+                    .expect("decode");
                 black_box(r);
             }
         })
@@ -61,7 +66,8 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("decode_validate_normalize", |b| {
         b.iter(|| {
             for body in &bodies {
-                let r = chainpulse::otlp_view::ExportTraceServiceRequest::decode(body.clone()).expect("decode");
+                let r = chainpulse::otlp_view::ExportTraceServiceRequest::decode(body.clone())
+                    .expect("decode");
                 black_box(validate(&r).expect("valid"));
                 black_box(normalize_request(&r));
             }
@@ -73,7 +79,11 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| {
             for body in &bodies {
                 let slot = pipeline.try_begin(Protocol::Grpc).expect("slot");
-                black_box(pipeline.ingest(&slot, Protocol::Grpc, body.clone()).expect("ingest"));
+                black_box(
+                    pipeline
+                        .ingest(&slot, Protocol::Grpc, body.clone())
+                        .expect("ingest"),
+                );
             }
             pipeline.tick();
         })

@@ -310,7 +310,10 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { hit_keys: vec!["cache_hit".into()], count_unmarked_as_miss: false }
+        CacheConfig {
+            hit_keys: vec!["cache_hit".into()],
+            count_unmarked_as_miss: false,
+        }
     }
 }
 
@@ -327,7 +330,10 @@ pub struct KpiConfig {
 
 impl Default for KpiConfig {
     fn default() -> Self {
-        KpiConfig { max_chains: 200, top_capacity: 1000 }
+        KpiConfig {
+            max_chains: 200,
+            top_capacity: 1000,
+        }
     }
 }
 
@@ -450,9 +456,15 @@ impl Config {
         self.validate_slo()?;
         for (i, b) in self.budgets.iter().enumerate() {
             if !(b.usd.is_finite() && b.usd > 0.0) {
-                return Err(invalid(&format!("budgets[{i}].usd"), "must be a positive number of USD"));
+                return Err(invalid(
+                    &format!("budgets[{i}].usd"),
+                    "must be a positive number of USD",
+                ));
             }
-            let scopes = [&b.service, &b.chain, &b.model].iter().filter(|s| s.is_some()).count();
+            let scopes = [&b.service, &b.chain, &b.model]
+                .iter()
+                .filter(|s| s.is_some())
+                .count();
             if scopes > 1 {
                 return Err(invalid(
                     &format!("budgets[{i}]"),

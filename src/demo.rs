@@ -41,21 +41,24 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
+const DEMO_SERVICE: &str = "demo-rag-app";
+
 /// Example budgets the demo applies when the config sets none, so the cost
 /// dashboards and budget alerts have something to show.
 fn demo_budgets() -> Vec<crate::config::BudgetConfig> {
     use crate::config::{BudgetConfig, BudgetWindow};
-    let budget = |window, usd, model: Option<&str>| BudgetConfig {
+    let budget = |window, usd, service: Option<&str>, model: Option<&str>| BudgetConfig {
         window,
         usd,
-        service: None,
+        service: service.map(str::to_owned),
         chain: None,
         model: model.map(str::to_owned),
     };
     vec![
-        budget(BudgetWindow::Hour, 5.0, None),
-        budget(BudgetWindow::Day, 50.0, None),
-        budget(BudgetWindow::Day, 20.0, Some("gpt-4o")),
+        budget(BudgetWindow::Hour, 5.0, None, None),
+        budget(BudgetWindow::Day, 50.0, None, None),
+        budget(BudgetWindow::Hour, 2.0, Some(DEMO_SERVICE), None),
+        budget(BudgetWindow::Day, 20.0, None, Some("gpt-4o")),
     ]
 }
 
@@ -84,11 +87,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_resource(
-            Resource::builder()
-                .with_service_name("demo-rag-app")
-                .build(),
-        )
+        .with_resource(Resource::builder().with_service_name(DEMO_SERVICE).build())
         .build();
     let tracer = provider.tracer("chainpulse-demo");
     println!(
@@ -235,7 +234,11 @@ where
     };
     // An LLM-response cache in front of the model: some calls are hits.
     let cache_hit = rng.random_bool(0.15);
-    let streamed = rng.random_bool(0.3);
+    // The fine-tune is served by a streaming endpoint instrumented with the
+    // GenAI conventions (which carry a time to first token).
+    let finetune = model == "acme-finetune-v2";
+    let streamed = finetune || rng.random_bool(0.3);
+    let dialect = if finetune { Dialect::GenAi } else { dialect };
     let retriever_fails = rng.random_bool(0.02);
     let llm_fails = !retriever_fails && rng.random_bool(0.01);
     let user = format!("user-{}", rng.random_range(0..50));

@@ -71,9 +71,16 @@ const SPAN_REJECT_REASONS: [&str; 3] = [
 impl Pipeline {
     /// Fails only when the pricing configuration cannot be loaded (a user
     /// price file that is missing or invalid).
-    pub fn new(config: &Config, registry: Arc<Registry>) -> Result<Self, crate::pricing::PricingError> {
+    pub fn new(
+        config: &Config,
+        registry: Arc<Registry>,
+    ) -> Result<Self, crate::pricing::PricingError> {
         let prices = crate::pricing::PriceTable::from_config(&config.pricing)?;
-        tracing::info!(models = prices.len(), source = prices.source(), "price table loaded");
+        tracing::info!(
+            models = prices.len(),
+            source = prices.source(),
+            "price table loaded"
+        );
         // Every self-metric series exists from the start (at 0), so rates and
         // alerts work before the first incident.
         let protocols = Protocol::ALL

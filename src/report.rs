@@ -26,7 +26,11 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 async fn fetch(args: &ReportArgs) -> anyhow::Result<serde_json::Value> {
-    let mut url = format!("{}/api/v1/kpis?window={}", args.url.trim_end_matches('/'), args.window);
+    let mut url = format!(
+        "{}/api/v1/kpis?window={}",
+        args.url.trim_end_matches('/'),
+        args.window
+    );
     if let Some(s) = &args.service {
         url.push_str(&format!("&service={s}"));
     }
@@ -41,7 +45,10 @@ async fn fetch(args: &ReportArgs) -> anyhow::Result<serde_json::Value> {
     let body: serde_json::Value =
         serde_json::from_slice(&bytes).context("the KPI API's answer is not JSON")?;
     if !status.is_success() {
-        bail!("{url}: HTTP {status}: {}", body["error"].as_str().unwrap_or("?"));
+        bail!(
+            "{url}: HTTP {status}: {}",
+            body["error"].as_str().unwrap_or("?")
+        );
     }
     Ok(body)
 }
@@ -52,7 +59,9 @@ fn num(v: &serde_json::Value) -> Option<f64> {
 
 /// The KPI table: one block per chain, each KPI with its target and verdict.
 pub fn render(body: &serde_json::Value) -> anyhow::Result<String> {
-    let chains = body["chains"].as_array().context("no \"chains\" in the answer")?;
+    let chains = body["chains"]
+        .as_array()
+        .context("no \"chains\" in the answer")?;
     let window = body["window"].as_str().unwrap_or("?");
     let mut out = String::new();
     if chains.is_empty() {
@@ -100,11 +109,19 @@ pub fn render(body: &serde_json::Value) -> anyhow::Result<String> {
             num(&c["cost_per_request_usd"]).map_or("-".into(), |v| format!("${v:.6}")),
             c["unpriced_requests"]
         )?;
-        writeln!(out, "  {:<22} {:>12} {:>12}  status", "kpi", "value", "target")?;
+        writeln!(
+            out,
+            "  {:<22} {:>12} {:>12}  status",
+            "kpi", "value", "target"
+        )?;
         for k in c["kpis"].as_array().into_iter().flatten() {
             let name = k["kpi"].as_str().unwrap_or("?");
             let value = num(&k["value"]).map_or("-".into(), |v| format!("{v:.4}"));
-            let target = format!("{} {}", k["comparison"].as_str().unwrap_or(""), num(&k["target"]).unwrap_or(0.0));
+            let target = format!(
+                "{} {}",
+                k["comparison"].as_str().unwrap_or(""),
+                num(&k["target"]).unwrap_or(0.0)
+            );
             let status = match k["status"].as_str() {
                 Some("pass") => "met",
                 Some("fail") => "NOT MET",

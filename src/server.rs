@@ -54,7 +54,8 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let registry = Arc::new(Registry::new());
-        let pipeline = Arc::new(Pipeline::new(config, registry).context("loading the price table")?);
+        let pipeline =
+            Arc::new(Pipeline::new(config, registry).context("loading the price table")?);
         let api = Arc::new(ApiState {
             pipeline: pipeline.clone(),
             accepting: false.into(),

@@ -27,9 +27,18 @@ fn sigterm_exits_zero_after_draining() {
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a log line").expect("utf8");
-    let log: serde_json::Value = serde_json::from_str(&first).expect("JSON logs");
-    assert_eq!(log["message"], "chainpulse listening");
+    // Every log line is JSON; wait for the one that says we are listening.
+    let mut listening = false;
+    for line in lines.by_ref().take(20) {
+        let line = line.expect("utf8");
+        let log: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
+        if log["message"] == "chainpulse listening" {
+            assert_eq!(log["grpc"], format!("127.0.0.1:{g}"));
+            listening = true;
+            break;
+        }
+    }
+    assert!(listening, "no 'chainpulse listening' log line");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

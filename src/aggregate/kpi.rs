@@ -48,7 +48,9 @@ impl TopBy {
             "session" => Ok(TopBy::Session),
             "chain" => Ok(TopBy::Chain),
             "model" => Ok(TopBy::Model),
-            other => Err(format!("by={other:?} is not one of user, session, chain, model")),
+            other => Err(format!(
+                "by={other:?} is not one of user, session, chain, model"
+            )),
         }
     }
     fn index(self) -> usize {
@@ -69,7 +71,9 @@ impl TopMetric {
             "cost" => Ok(TopMetric::Cost),
             "requests" => Ok(TopMetric::Requests),
             "tokens" => Ok(TopMetric::Tokens),
-            other => Err(format!("metric={other:?} is not one of cost, requests, tokens")),
+            other => Err(format!(
+                "metric={other:?} is not one of cost, requests, tokens"
+            )),
         }
     }
     fn index(self) -> usize {
@@ -99,7 +103,14 @@ impl KpiTracker {
         for b in &config.budgets {
             let (scope, name) = b.scope();
             registry
-                .gauge(BUDGET_USD, &[("window", b.window.as_str()), ("scope", scope), ("name", name)])
+                .gauge(
+                    BUDGET_USD,
+                    &[
+                        ("window", b.window.as_str()),
+                        ("scope", scope),
+                        ("name", name),
+                    ],
+                )
                 .set(b.usd);
         }
         let cap = config.kpi.top_capacity;
@@ -132,10 +143,16 @@ impl KpiTracker {
             cost_usd: r.cost_usd,
             cache_hit: r.cache_hit,
         };
-        self.entry(r.service, r.chain, now).stats.record(now, sample);
+        self.entry(r.service, r.chain, now)
+            .stats
+            .record(now, sample);
         let tokens = (r.tokens_in + r.tokens_out) as f64;
         let cost = r.cost_usd.unwrap_or(0.0);
-        for (by, key) in [(TopBy::User, r.user), (TopBy::Session, r.session), (TopBy::Chain, Some(r.chain))] {
+        for (by, key) in [
+            (TopBy::User, r.user),
+            (TopBy::Session, r.session),
+            (TopBy::Chain, Some(r.chain)),
+        ] {
             if let Some(key) = key.filter(|k| !k.is_empty()) {
                 self.add_top(by, key, 1.0, tokens, cost);
             }
@@ -144,7 +161,13 @@ impl KpiTracker {
 
     /// One LLM call, for the top spenders by model.
     pub fn record_llm_call(&mut self, model: &str, tokens: u64, cost_usd: Option<f64>) {
-        self.add_top(TopBy::Model, model, 1.0, tokens as f64, cost_usd.unwrap_or(0.0));
+        self.add_top(
+            TopBy::Model,
+            model,
+            1.0,
+            tokens as f64,
+            cost_usd.unwrap_or(0.0),
+        );
     }
 
     fn add_top(&mut self, by: TopBy, key: &str, requests: f64, tokens: f64, cost: f64) {
@@ -173,26 +196,42 @@ impl KpiTracker {
         let targets = self.slo.targets_for(service, chain);
         for (kpi, v) in target_list(&targets) {
             self.registry
-                .gauge(SLO_TARGET, &[("kpi", kpi), ("service", service), ("chain", chain)])
+                .gauge(
+                    SLO_TARGET,
+                    &[("kpi", kpi), ("service", service), ("chain", chain)],
+                )
                 .set(v);
         }
-        self.chains
-            .entry(key)
-            .or_insert_with(|| ChainKpi { stats: WindowedStats::new(now), targets })
+        self.chains.entry(key).or_insert_with(|| ChainKpi {
+            stats: WindowedStats::new(now),
+            targets,
+        })
     }
 
     /// KPIs per chain over `window`, optionally filtered.
-    pub fn kpis(&self, window: Window, service: Option<&str>, chain: Option<&str>) -> Vec<ChainKpis> {
+    pub fn kpis(
+        &self,
+        window: Window,
+        service: Option<&str>,
+        chain: Option<&str>,
+    ) -> Vec<ChainKpis> {
         let now = self.now_secs();
         let mut out: Vec<ChainKpis> = self
             .chains
             .iter()
-            .filter(|((s, c), _)| service.is_none_or(|f| f == &**s) && chain.is_none_or(|f| f == &**c))
+            .filter(|((s, c), _)| {
+                service.is_none_or(|f| f == &**s) && chain.is_none_or(|f| f == &**c)
+            })
             .map(|((s, c), k)| ChainKpis::build(s, c, &k.stats.snapshot(window, now), &k.targets))
             .collect();
         if service.is_none() && chain.is_none() {
             if let Some(k) = &self.overflow {
-                out.push(ChainKpis::build(OVERFLOW_LABEL, OVERFLOW_LABEL, &k.stats.snapshot(window, now), &k.targets));
+                out.push(ChainKpis::build(
+                    OVERFLOW_LABEL,
+                    OVERFLOW_LABEL,
+                    &k.stats.snapshot(window, now),
+                    &k.targets,
+                ));
             }
         }
         out.sort_by(|a, b| (&a.service, &a.chain).cmp(&(&b.service, &b.chain)));
@@ -207,7 +246,11 @@ impl KpiTracker {
             tracked: sketch.len(),
             // Space-Saving: every reported estimate over-counts by at most
             // the smallest kept counter.
-            max_error: if sketch.len() >= sketch.capacity() { sketch.min_estimate() } else { 0.0 },
+            max_error: if sketch.len() >= sketch.capacity() {
+                sketch.min_estimate()
+            } else {
+                0.0
+            },
             entries: sketch.top(n),
         }
     }
@@ -291,19 +334,49 @@ impl ChainKpis {
         let availability = error_rate.map(|e| 1.0 - e);
         let throughput = snap.requests_per_sec();
         let priced = s.requests.saturating_sub(s.unpriced_requests);
-        let latency = LatencyQuantiles { p50: q(0.50), p95: q(0.95), p99: q(0.99) };
+        let latency = LatencyQuantiles {
+            p50: q(0.50),
+            p95: q(0.95),
+            p99: q(0.99),
+        };
         let check = |kpi, value: Option<f64>, target, comparison| {
             let status = match value {
                 None => "no_data",
-                Some(v) if (comparison == "<=" && v <= target) || (comparison == ">=" && v >= target) => "pass",
+                Some(v)
+                    if (comparison == "<=" && v <= target)
+                        || (comparison == ">=" && v >= target) =>
+                {
+                    "pass"
+                }
                 Some(_) => "fail",
             };
-            KpiCheck { kpi, value, target, comparison, status }
+            KpiCheck {
+                kpi,
+                value,
+                target,
+                comparison,
+                status,
+            }
         };
         let kpis = vec![
-            check("latency_p50_seconds", latency.p50, t.latency_p50_seconds, "<="),
-            check("latency_p95_seconds", latency.p95, t.latency_p95_seconds, "<="),
-            check("latency_p99_seconds", latency.p99, t.latency_p99_seconds, "<="),
+            check(
+                "latency_p50_seconds",
+                latency.p50,
+                t.latency_p50_seconds,
+                "<=",
+            ),
+            check(
+                "latency_p95_seconds",
+                latency.p95,
+                t.latency_p95_seconds,
+                "<=",
+            ),
+            check(
+                "latency_p99_seconds",
+                latency.p99,
+                t.latency_p99_seconds,
+                "<=",
+            ),
             check("error_rate", error_rate, t.error_rate, "<="),
             check("availability", availability, t.availability, ">="),
             check("throughput_rps", throughput, t.min_throughput_rps, ">="),

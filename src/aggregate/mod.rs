@@ -115,7 +115,8 @@ impl Aggregator {
             if l.run.kind.bills_tokens() {
                 let t = l.run.tokens;
                 let model = l.run.model.as_deref().unwrap_or("unknown");
-                self.kpi.record_llm_call(model, t.input + t.output, cost.usd);
+                self.kpi
+                    .record_llm_call(model, t.input + t.output, cost.usd);
             }
             let totals = self.totals.entry(l.run.trace_id).or_default();
             if l.run.kind.bills_tokens() {
@@ -133,7 +134,8 @@ impl Aggregator {
         for l in ready.iter().filter(|l| l.is_request) {
             let t = self.totals.remove(&l.run.trace_id).unwrap_or_default();
             let cost = (!t.unpriced).then_some(t.cost_usd);
-            self.recorder.record_request_totals(l, cost, t.cache_hits, t.cache_misses);
+            self.recorder
+                .record_request_totals(l, cost, t.cache_hits, t.cache_misses);
             let lookups = t.cache_hits + t.cache_misses;
             self.kpi.record_request(&RequestRecord {
                 service: &l.run.service,

@@ -37,7 +37,10 @@ struct LlmSeries {
     ttft: Histogram,
     /// input, output, cache_read, cache_write, reasoning
     tokens: [Counter; 5],
-    cost: FloatCounter,
+    /// Created on the first priced call: a model that is never priced has
+    /// no cost series at all, rather than a misleading $0 one.
+    cost: Option<FloatCounter>,
+    cost_labels: Vec<(String, String)>,
 }
 
 const TOKEN_TYPES: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
@@ -113,7 +116,7 @@ impl Recorder {
         let mut outcome = RunCost::default();
 
         if l.is_request {
-            let s = self.request_series(&run.service, &l.chain, &promoted);
+            let s = self.request_series(&run.service, &l.chain, &promoted, true);
             observe(&s.outcome, status, duration);
         }
 
@@ -180,8 +183,6 @@ impl Recorder {
                 .iter()
                 .map(|l| (l.key().to_owned(), l.value().to_owned()))
                 .collect();
-            let cost_refs: Vec<(&str, &str)> =
-                cost_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             LlmSeries {
                 ok: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "ok")))),
                 error: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "error")))),
@@ -189,11 +190,8 @@ impl Recorder {
                 ttft: registry.histogram_dyn(LLM_TTFT, mk(None)),
                 tokens: TOKEN_TYPES
                     .map(|t| registry.counter_dyn(LLM_TOKENS_TOTAL, mk(Some(("type", t))))),
-                cost: registry.float_counter(
-                    LLM_COST_TOTAL,
-                    "Cost in USD of LLM and embedding runs (priced models only).",
-                    &cost_refs,
-                ),
+                cost: None,
+                cost_labels,
             }
         });
         if run.kind == RunKind::Llm {
@@ -207,10 +205,10 @@ impl Recorder {
             }
         }
         let t = run.tokens;
-        for (counter, n) in s
-            .tokens
-            .iter()
-            .zip([t.input, t.output, t.cache_read, t.cache_write, t.reasoning])
+        for (counter, n) in
+            s.tokens
+                .iter()
+                .zip([t.input, t.output, t.cache_read, t.cache_write, t.reasoning])
         {
             if n > 0 {
                 counter.increment(n);
@@ -226,7 +224,13 @@ impl Recorder {
             // that reports no usage cannot be priced (and is not free).
             if run.status == RunStatus::Ok && run.kind == RunKind::Llm {
                 outcome.unpriced = true;
-                count_by_model(&mut self.usage_missing, &self.registry, LLM_USAGE_MISSING, &mut self.key, model);
+                count_by_model(
+                    &mut self.usage_missing,
+                    &self.registry,
+                    LLM_USAGE_MISSING,
+                    &mut self.key,
+                    model,
+                );
             }
             return outcome;
         }
@@ -240,17 +244,40 @@ impl Recorder {
         let batch = run
             .meta(&self.batch_key)
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
-        match self
-            .prices
-            .cost(run.provider.as_deref(), model, &usage, InputSemantics::IncludesCached, batch)
-        {
+        match self.prices.cost(
+            run.provider.as_deref(),
+            model,
+            &usage,
+            InputSemantics::IncludesCached,
+            batch,
+        ) {
             Cost::Priced { usd, .. } => {
-                s.cost.add(usd);
+                let registry = &self.registry;
+                s.cost
+                    .get_or_insert_with(|| {
+                        let labels: Vec<(&str, &str)> = s
+                            .cost_labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        registry.float_counter(
+                            LLM_COST_TOTAL,
+                            "Cost in USD of LLM and embedding runs (priced models only).",
+                            &labels,
+                        )
+                    })
+                    .add(usd);
                 outcome.usd = Some(usd);
             }
             Cost::Unpriced => {
                 outcome.unpriced = true;
-                count_by_model(&mut self.unpriced, &self.registry, LLM_UNPRICED, &mut self.key, model);
+                count_by_model(
+                    &mut self.unpriced,
+                    &self.registry,
+                    LLM_UNPRICED,
+                    &mut self.key,
+                    model,
+                );
                 if self.logged_unpriced.len() < MAX_LOGGED_UNPRICED
                     && self.logged_unpriced.insert(model.to_owned())
                 {
@@ -275,11 +302,12 @@ impl Recorder {
         run.cache_hit
             .or_else(|| {
                 self.cache.hit_keys.iter().find_map(|k| {
-                    run.meta(k).and_then(|v| match v.to_ascii_lowercase().as_str() {
-                        "true" | "1" | "yes" => Some(true),
-                        "false" | "0" | "no" => Some(false),
-                        _ => None,
-                    })
+                    run.meta(k)
+                        .and_then(|v| match v.to_ascii_lowercase().as_str() {
+                            "true" | "1" | "yes" => Some(true),
+                            "false" | "0" | "no" => Some(false),
+                            _ => None,
+                        })
                 })
             })
             .or(self.cache.count_unmarked_as_miss.then_some(false))
@@ -296,7 +324,7 @@ impl Recorder {
     ) {
         self.fill_promoted(&root.run);
         let promoted = self.promoted_pairs();
-        let s = self.request_series(&root.run.service, &root.chain, &promoted);
+        let s = self.request_series(&root.run.service, &root.chain, &promoted, false);
         if let Some(c) = cost_usd {
             s.cost.record(c);
         }
@@ -313,11 +341,12 @@ impl Recorder {
         service: &str,
         chain: &str,
         promoted: &[(String, String)],
+        first_lookup: bool,
     ) -> &RequestSeries {
         let labels = [("service", service), ("chain", chain)];
         let registry = &self.registry;
         let key = compose_key(&mut self.key, &labels, promoted);
-        self.requests.get(key, |overflow| {
+        let make = |overflow| {
             let base = || build_labels(&labels, promoted, overflow);
             let with = |k: &'static str, v: &str| {
                 let mut ls = base();
@@ -334,7 +363,12 @@ impl Recorder {
                 cache_hit: registry.counter_dyn(CACHE_LOOKUPS, with("result", "hit")),
                 cache_miss: registry.counter_dyn(CACHE_LOOKUPS, with("result", "miss")),
             }
-        })
+        };
+        if first_lookup {
+            self.requests.get(key, make)
+        } else {
+            self.requests.get_again(key, make)
+        }
     }
 
     fn fill_promoted(&mut self, run: &ChainRun) {
@@ -344,7 +378,8 @@ impl Recorder {
         }
         for tag in &self.promoted_tags {
             let has = run.tags.iter().any(|t| t == tag);
-            self.values.push(if has { "true" } else { "false" }.to_owned());
+            self.values
+                .push(if has { "true" } else { "false" }.to_owned());
         }
     }
 
@@ -389,7 +424,11 @@ fn build_labels(
     fixed
         .iter()
         .map(|(k, v)| Label::new(*k, value(v)))
-        .chain(promoted.iter().map(|(k, v)| Label::new(k.clone(), value(v))))
+        .chain(
+            promoted
+                .iter()
+                .map(|(k, v)| Label::new(k.clone(), value(v))),
+        )
         .collect()
 }
 

@@ -40,19 +40,30 @@ impl<H> Family<H> {
 
     /// The handles for `key`, created by `make(false)` on first sight, or the
     /// overflow handles (`make(true)`) once the family is full.
-    pub fn get(&mut self, key: &str, make: impl FnOnce(bool) -> H) -> &H {
+    pub fn get(&mut self, key: &str, make: impl FnOnce(bool) -> H) -> &mut H {
+        self.lookup(key, make, true)
+    }
+
+    /// As `get`, for a second lookup of the same observation (so a folded
+    /// observation is counted once in the overflow counter).
+    pub fn get_again(&mut self, key: &str, make: impl FnOnce(bool) -> H) -> &mut H {
+        self.lookup(key, make, false)
+    }
+
+    fn lookup(&mut self, key: &str, make: impl FnOnce(bool) -> H, count: bool) -> &mut H {
         if self.map.contains_key(key) {
             // Two lookups on a hit keep the borrow checker happy without an
             // allocation; a hit is the common case and both are cheap.
-            return &self.map[key];
+            return self.map.get_mut(key).expect("present");
         }
         if self.map.len() >= self.limit {
-            self.overflowed.increment(1);
+            if count {
+                self.overflowed.increment(1);
+            }
             return self.overflow.get_or_insert_with(|| make(true));
         }
-        self.map.insert(key.into(), make(false));
-        self.series.set(self.map.len() as f64);
-        &self.map[key]
+        self.series.set((self.map.len() + 1) as f64);
+        self.map.entry(key.into()).or_insert_with(|| make(false))
     }
 
     pub fn len(&self) -> usize {

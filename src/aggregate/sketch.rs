@@ -16,13 +16,15 @@
 //!
 //! # Sparse buckets
 //!
-//! Only occupied buckets are stored, as a `Vec` of `(key, count)` pairs
-//! sorted by key (8 bytes each). With the default α = 0.5 % the whole tracked
-//! range `[MIN_TRACKED_SECS, MAX_TRACKED_SECS]` is 2 311 keys, but LLM
-//! latencies (roughly 50 ms to 30 s) occupy at most ~640 of them and a short
-//! time slot typically tens to a few hundred. Memory is therefore
-//! proportional to the number of *distinct occupied buckets*: an empty sketch
-//! owns no heap at all.
+//! Only occupied buckets are stored, in a `Vec` sorted by bucket index.
+//! An entry is 4 bytes (16-bit index, 16-bit count); the first count that
+//! would pass 65 535 switches that sketch to 8-byte entries (32-bit count),
+//! which in practice only the long-lived since-start totals ever need. With
+//! the default α = 0.5 % the whole tracked range `[MIN_TRACKED_SECS,
+//! MAX_TRACKED_SECS]` is 2 311 buckets, but LLM latencies (roughly 50 ms to
+//! 30 s) occupy at most ~640 of them and a short time slot typically tens to
+//! a few hundred. Memory is therefore proportional to the number of
+//! *distinct occupied buckets*: an empty sketch owns no heap at all.
 //!
 //! * `add` to an existing bucket is a binary search plus an increment:
 //!   O(log k), no allocation. A new bucket is a sorted insert (an O(k)
@@ -74,26 +76,22 @@ pub const MAX_BUCKETS: usize = 2048;
 const MIN_ALPHA: f64 = 1e-4;
 const MAX_ALPHA: f64 = 0.5;
 
-/// Key of the bucket for values below `MIN_TRACKED_SECS`. It sorts before
-/// every logarithmic key, so it is always the first entry when present.
-const ZERO_KEY: i32 = i32::MIN;
+/// Index of the bucket for values below `MIN_TRACKED_SECS`. Logarithmic key
+/// `k` has index `k - min_key + 1`, so the zero bucket sorts first.
+const ZERO_IDX: u32 = 0;
 
-/// `floor` while nothing has been collapsed. Every logarithmic key is above
-/// it, so `key < floor` is never true.
-const NO_FLOOR: i32 = i32::MIN;
+/// `floor` while nothing has been collapsed. Every logarithmic index is
+/// above it, so `idx < floor` is never true.
+const NO_FLOOR: u32 = 0;
 
 /// Smallest growth step of the bucket vector, in entries.
 const MIN_GROWTH: usize = 8;
 
-const MAX_COUNT: u64 = u32::MAX as u64;
+/// Largest count of a narrow entry.
+const NARROW_MAX: u64 = u16::MAX as u64;
 
-/// One occupied bucket. `u32` counts keep an entry at 8 bytes; see `add_at`
-/// for the (billions-of-samples) case where one would overflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Bucket {
-    key: i32,
-    count: u32,
-}
+/// Largest count of a wide entry.
+const WIDE_MAX: u64 = u32::MAX as u64;
 
 /// A mergeable quantile sketch for durations in seconds, whose memory grows
 /// with the number of distinct occupied buckets (bounded by [`MAX_BUCKETS`]).
@@ -107,18 +105,27 @@ pub struct QuantileSketch {
     inv_ln_gamma: f64,
     /// `ln(γ)`, used to turn a key back into a value.
     ln_gamma: f64,
-    /// Keys of `MIN_TRACKED_SECS` and `MAX_TRACKED_SECS`; every logarithmic
-    /// key is clamped into this range.
+    /// Key of `MIN_TRACKED_SECS`, i.e. of bucket index 1.
     min_key: i32,
-    max_key: i32,
-    /// Collapse floor: logarithmic keys below it are counted at it.
+    /// Index of `MAX_TRACKED_SECS`'s bucket, the largest index (2 311 with
+    /// the default α). Every value is clamped into `[ZERO_IDX, max_idx]`.
+    max_idx: u32,
+    /// Collapse floor: logarithmic indices below it are counted at it.
     /// `NO_FLOOR` until the bucket cap is first hit; reset by `clear`.
-    floor: i32,
-    /// Occupied buckets, sorted by key, no zero counts, no duplicate keys.
-    buckets: Vec<Bucket>,
-    /// Sum of the bucket counts. Equal to `count` unless a bucket overflowed
-    /// and all counts were scaled down; quantile ranks are computed against
-    /// this so the bucket walk stays self-consistent either way.
+    floor: u32,
+    /// Occupied buckets, sorted by index, no zero counts, no duplicates.
+    /// Narrow: one `u32` per bucket, `index << 16 | count`. Wide: two `u32`s,
+    /// index then count. See `wide`.
+    data: Vec<u32>,
+    /// Narrow entries (4 bytes) hold counts up to 65 535, which a time slot
+    /// never reaches in practice. The first count that would overflow
+    /// switches the sketch to wide entries (8 bytes, counts up to `u32::MAX`)
+    /// for good, or until `clear`. Layouts with more than 65 535 indices
+    /// (α < ~1.8e-4) are wide from the start.
+    wide: bool,
+    /// Sum of the bucket counts. Equal to `count` unless a wide count
+    /// overflowed and all counts were scaled down; quantile ranks are
+    /// computed against this so the bucket walk stays self-consistent.
     bucket_total: u64,
     /// Number of accepted samples. Never scaled.
     count: u64,
@@ -196,15 +203,19 @@ impl QuantileSketch {
         let gamma = (1.0 + alpha) / (1.0 - alpha);
         let ln_gamma = gamma.ln();
         let inv_ln_gamma = 1.0 / ln_gamma;
+        let min_key = (MIN_TRACKED_SECS.ln() * inv_ln_gamma).ceil() as i32;
+        let max_key = (MAX_TRACKED_SECS.ln() * inv_ln_gamma).ceil() as i32;
+        let max_idx = (max_key - min_key + 1) as u32;
         QuantileSketch {
             alpha,
             gamma,
             inv_ln_gamma,
             ln_gamma,
-            min_key: (MIN_TRACKED_SECS.ln() * inv_ln_gamma).ceil() as i32,
-            max_key: (MAX_TRACKED_SECS.ln() * inv_ln_gamma).ceil() as i32,
+            min_key,
+            max_idx,
             floor: NO_FLOOR,
-            buckets: Vec::new(),
+            data: Vec::new(),
+            wide: u64::from(max_idx) > NARROW_MAX,
             bucket_total: 0,
             count: 0,
             sum: 0.0,
@@ -233,7 +244,7 @@ impl QuantileSketch {
         }
         // `abs` turns -0.0 into 0.0 so `min` never reports a negative zero.
         let v = value_secs.abs().min(MAX_TRACKED_SECS);
-        self.bump(self.key_of(v), 1);
+        self.bump(self.idx_of(v), 1);
         self.count += 1;
         self.sum += v;
         if v < self.min {
@@ -261,9 +272,9 @@ impl QuantileSketch {
         if self.same_layout(other) {
             self.merge_same_layout(other);
         } else {
-            for b in &other.buckets {
-                let key = self.key_of(other.bucket_value(b.key));
-                self.bump(key, u64::from(b.count));
+            for j in 0..other.len() {
+                let idx = self.idx_of(other.bucket_value(other.idx_at(j)));
+                self.bump(idx, other.count_at(j));
             }
         }
         self.count += other.count;
@@ -295,15 +306,16 @@ impl QuantileSketch {
             return Some(self.max);
         }
         let mut seen = 0u64;
-        for b in &self.buckets {
-            seen += u64::from(b.count);
+        for i in 0..self.len() {
+            seen += self.count_at(i);
             if seen >= rank {
-                if b.key == ZERO_KEY {
+                let idx = self.idx_at(i);
+                if idx == ZERO_IDX {
                     return Some(self.min);
                 }
                 // Clamping into [min, max] can only move the estimate towards
                 // the truth, since every sample lies in that range.
-                return Some(self.bucket_value(b.key).clamp(self.min, self.max));
+                return Some(self.bucket_value(idx).clamp(self.min, self.max));
             }
         }
         // Unreachable while `bucket_total` is the sum of the counts, but a
@@ -356,19 +368,20 @@ impl QuantileSketch {
     /// An empty, never-used sketch has no heap; the bucket heap never exceeds
     /// `(MAX_BUCKETS + 1) * 8` bytes.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+        std::mem::size_of::<Self>() + self.data.capacity() * std::mem::size_of::<u32>()
     }
 
-    /// Resets to empty. The window ring reuses slots, so the allocation is
-    /// kept for the next period, unless it is well above what the cleared
-    /// period needed (after a burst or a merge), in which case it is shrunk
-    /// to that.
+    /// Resets to empty (and to narrow entries). The window ring reuses slots,
+    /// so the allocation is kept for the next period, unless it is well above
+    /// what the cleared period needed (after a burst or a merge), in which
+    /// case it is shrunk to that.
     pub fn clear(&mut self) {
-        let used = self.buckets.len();
-        self.buckets.clear();
-        if self.buckets.capacity() > used + used / 4 + MIN_GROWTH {
-            self.buckets.shrink_to(used);
+        let used = self.data.len();
+        self.data.clear();
+        if self.data.capacity() > used + used / 4 + MIN_GROWTH * self.stride() {
+            self.data.shrink_to(used);
         }
+        self.wide = u64::from(self.max_idx) > NARROW_MAX;
         self.floor = NO_FLOOR;
         self.bucket_total = 0;
         self.count = 0;
@@ -393,137 +406,256 @@ impl QuantileSketch {
         }
     }
 
-    /// Bucket key for a value already known to be in `[0, MAX_TRACKED_SECS]`.
+    /// Bucket index for a value already known to be in `[0, MAX_TRACKED_SECS]`.
     #[inline]
-    fn key_of(&self, v: f64) -> i32 {
+    fn idx_of(&self, v: f64) -> u32 {
         if v < MIN_TRACKED_SECS {
-            return ZERO_KEY;
+            return ZERO_IDX;
         }
         // Clamped in f64 before the cast so rounding at the range edges can
-        // never produce a key outside the layout.
-        let k = (v.ln() * self.inv_ln_gamma).ceil();
-        k.clamp(f64::from(self.min_key), f64::from(self.max_key)) as i32
+        // never produce an index outside the layout.
+        let pos = (v.ln() * self.inv_ln_gamma).ceil() - f64::from(self.min_key) + 1.0;
+        pos.clamp(1.0, f64::from(self.max_idx)) as u32
     }
 
-    /// Representative value of bucket `key`: the point whose relative
+    /// Representative value of bucket `idx`: the point whose relative
     /// distance to both bucket bounds is exactly α.
-    fn bucket_value(&self, key: i32) -> f64 {
-        if key == ZERO_KEY {
+    fn bucket_value(&self, idx: u32) -> f64 {
+        if idx == ZERO_IDX {
             return 0.0;
         }
-        (f64::from(key) * self.ln_gamma).exp() * 2.0 / (1.0 + self.gamma)
+        let key = f64::from(self.min_key) + f64::from(idx - 1);
+        (key * self.ln_gamma).exp() * 2.0 / (1.0 + self.gamma)
     }
 
     fn same_layout(&self, other: &QuantileSketch) -> bool {
-        self.gamma == other.gamma && self.min_key == other.min_key && self.max_key == other.max_key
+        self.gamma == other.gamma && self.min_key == other.min_key && self.max_idx == other.max_idx
     }
+
+    // ----- entry storage: the only code that knows the narrow/wide encoding.
+
+    /// `u32`s per entry.
+    #[inline]
+    fn stride(&self) -> usize {
+        1 + usize::from(self.wide)
+    }
+
+    /// Number of occupied buckets.
+    #[inline]
+    fn len(&self) -> usize {
+        self.data.len() >> usize::from(self.wide)
+    }
+
+    #[inline]
+    fn idx_at(&self, i: usize) -> u32 {
+        if self.wide {
+            self.data[2 * i]
+        } else {
+            self.data[i] >> 16
+        }
+    }
+
+    #[inline]
+    fn count_at(&self, i: usize) -> u64 {
+        if self.wide {
+            u64::from(self.data[2 * i + 1])
+        } else {
+            u64::from(self.data[i] & 0xFFFF)
+        }
+    }
+
+    /// Largest count an entry can hold in the current encoding.
+    #[inline]
+    fn entry_max(&self) -> u64 {
+        if self.wide {
+            WIDE_MAX
+        } else {
+            NARROW_MAX
+        }
+    }
+
+    /// Overwrites entry `i`. The caller guarantees `count <= entry_max()`.
+    #[inline]
+    fn put(&mut self, i: usize, idx: u32, count: u64) {
+        if self.wide {
+            self.data[2 * i] = idx;
+            self.data[2 * i + 1] = count as u32;
+        } else {
+            self.data[i] = idx << 16 | count as u32;
+        }
+    }
+
+    #[inline]
+    fn set_count(&mut self, i: usize, count: u64) {
+        let idx = self.idx_at(i);
+        self.put(i, idx, count);
+    }
+
+    /// Inserts a new entry at position `i`, growing the vector in 25 % steps
+    /// (still amortized O(1), with at most a quarter of the heap idle).
+    fn insert_entry(&mut self, i: usize, idx: u32, count: u64) {
+        let stride = self.stride();
+        if self.data.capacity() - self.data.len() < stride {
+            let len = self.len();
+            let room = (MAX_BUCKETS + 1).saturating_sub(len).max(1);
+            self.data
+                .reserve_exact((len / 4).max(MIN_GROWTH).min(room) * stride);
+        }
+        if self.wide {
+            self.data.insert(2 * i, count as u32);
+            self.data.insert(2 * i, idx);
+        } else {
+            self.data.insert(i, idx << 16 | count as u32);
+        }
+    }
+
+    /// Removes entries `from..to` and returns the sum of their counts.
+    fn remove_entries(&mut self, from: usize, to: usize) -> u64 {
+        let sum = (from..to).map(|i| self.count_at(i)).sum();
+        let stride = self.stride();
+        self.data.drain(from * stride..to * stride);
+        sum
+    }
+
+    /// Position of the first entry with index `>= idx`, or `Ok` on a match.
+    #[inline]
+    fn search(&self, idx: u32) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.idx_at(mid).cmp(&idx) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// Switches to wide entries. Entry positions do not change.
+    #[cold]
+    fn widen(&mut self) {
+        let mut data = Vec::with_capacity(self.data.len() * 2);
+        for &e in &self.data {
+            data.push(e >> 16);
+            data.push(e & 0xFFFF);
+        }
+        self.data = data;
+        self.wide = true;
+    }
+
+    /// Largest count held.
+    fn max_count(&self) -> u64 {
+        (0..self.len()).map(|i| self.count_at(i)).max().unwrap_or(0)
+    }
+
+    // ----- bucket logic, in terms of the accessors above.
 
     /// Index of the first logarithmic bucket (1 if the zero bucket exists).
     #[inline]
     fn first_log(&self) -> usize {
-        usize::from(self.buckets.first().is_some_and(|b| b.key == ZERO_KEY))
+        usize::from(!self.data.is_empty() && self.idx_at(0) == ZERO_IDX)
     }
 
-    /// Adds `n` samples to bucket `key` (after applying the collapse floor).
+    /// Adds `n` samples to bucket `idx` (after applying the collapse floor).
     #[inline]
-    fn bump(&mut self, key: i32, n: u64) {
+    fn bump(&mut self, idx: u32, n: u64) {
         if n == 0 {
             return;
         }
-        let key = if key != ZERO_KEY && key < self.floor {
+        let idx = if idx != ZERO_IDX && idx < self.floor {
             self.floor
         } else {
-            key
+            idx
         };
-        match self.buckets.binary_search_by_key(&key, |b| b.key) {
+        match self.search(idx) {
             Ok(i) => self.add_at(i, n),
-            Err(i) => self.insert_at(i, key, n),
+            Err(i) => self.insert_at(i, idx, n),
         }
     }
 
-    /// Adds `n` to the existing bucket at index `i`.
+    /// Makes an entry able to take more: narrow entries are widened (`n`
+    /// unchanged); a wide count at `u32::MAX` halves every bucket and `n`.
     ///
-    /// A `u32` count overflows only after ~4.3 billion samples in one 1 %
-    /// band (weeks at 1 000 req/s, all of them the same latency). When that
-    /// happens we halve every bucket (rounding up so no bucket empties) and
-    /// the incoming `n` with it. Quantiles depend only on the *shape* of the
+    /// The latter needs ~4.3 billion samples in one 1 % band (weeks at
+    /// 1 000 req/s, all of them the same latency). We halve every bucket
+    /// (rounding up so no bucket empties, so positions stay valid) and the
+    /// incoming `n` with it. Quantiles depend only on the *shape* of the
     /// histogram, so this keeps them meaningful; the cost is that later
     /// samples weigh double relative to earlier ones. `count` stays exact.
-    /// Halving never empties a bucket, so indices stay valid.
+    #[cold]
+    fn make_room(&mut self, n: u64) -> u64 {
+        if self.wide {
+            self.scale_down(1);
+            n.div_ceil(2)
+        } else {
+            self.widen();
+            n
+        }
+    }
+
+    /// Adds `n` to the existing bucket at position `i`.
     #[inline]
     fn add_at(&mut self, i: usize, mut n: u64) {
         loop {
-            let cur = u64::from(self.buckets[i].count);
-            if cur + n <= MAX_COUNT {
-                self.buckets[i].count = (cur + n) as u32;
+            let cur = self.count_at(i);
+            if cur + n <= self.entry_max() {
+                self.set_count(i, cur + n);
                 self.bucket_total += n;
                 return;
             }
-            self.scale_down(1);
-            n = n.div_ceil(2);
+            n = self.make_room(n);
         }
     }
 
-    /// Inserts a new bucket `key` with count `n` at sorted position `i`.
-    fn insert_at(&mut self, i: usize, key: i32, mut n: u64) {
-        while n > MAX_COUNT {
-            self.scale_down(1);
-            n = n.div_ceil(2);
+    /// Inserts a new bucket `idx` with count `n` at sorted position `i`.
+    fn insert_at(&mut self, i: usize, idx: u32, mut n: u64) {
+        while n > self.entry_max() {
+            n = self.make_room(n);
         }
-        if key != ZERO_KEY && self.buckets.len() - self.first_log() >= MAX_BUCKETS {
-            self.collapse_insert(i, key, n);
+        if idx != ZERO_IDX && self.len() - self.first_log() >= MAX_BUCKETS {
+            self.collapse_insert(i, idx, n);
             return;
         }
-        let len = self.buckets.len();
-        if len == self.buckets.capacity() {
-            // 25 % steps instead of `Vec`'s doubling: still amortized O(1),
-            // with at most a quarter of the heap idle.
-            let room = MAX_BUCKETS + 1 - len;
-            self.buckets
-                .reserve_exact((len / 4).max(MIN_GROWTH).min(room));
-        }
-        self.buckets.insert(i, Bucket { key, count: n as u32 });
+        self.insert_entry(i, idx, n);
         self.bucket_total += n;
     }
 
     /// Inserts a new logarithmic bucket while at the cap: the lowest bucket is
     /// folded into the next one, which becomes the floor.
     #[cold]
-    fn collapse_insert(&mut self, i: usize, key: i32, n: u64) {
+    fn collapse_insert(&mut self, i: usize, idx: u32, n: u64) {
         let z = self.first_log();
         if i <= z {
             // Below every stored bucket: it joins the lowest one.
-            self.floor = self.buckets[z].key;
+            self.floor = self.idx_at(z);
             self.add_at(z, n);
             return;
         }
-        let lowest = self.buckets.remove(z);
-        self.bucket_total -= u64::from(lowest.count);
-        self.add_at(z, u64::from(lowest.count));
-        self.floor = self.buckets[z].key;
-        if key < self.floor {
+        let lowest = self.remove_entries(z, z + 1);
+        self.bucket_total -= lowest;
+        self.add_at(z, lowest);
+        self.floor = self.idx_at(z);
+        if idx < self.floor {
             self.add_at(z, n);
         } else {
-            // Same length as before the `remove`, so no reallocation.
-            self.buckets.insert(i - 1, Bucket { key, count: n as u32 });
+            // Same length as before the removal: no reallocation, and `n`
+            // still fits (`make_room` only ever widens entries).
+            self.insert_entry(i - 1, idx, n);
             self.bucket_total += n;
         }
     }
 
     /// Folds every logarithmic bucket below `floor` into bucket `floor`.
-    fn raise_floor(&mut self, floor: i32) {
+    fn raise_floor(&mut self, floor: u32) {
         if floor <= self.floor {
             return;
         }
         self.floor = floor;
         let z = self.first_log();
-        let end = z + self.buckets[z..].partition_point(|b| b.key < floor);
+        let end = self.search(floor).unwrap_or_else(|i| i);
         if end > z {
-            let folded: u64 = self
-                .buckets
-                .drain(z..end)
-                .map(|b| u64::from(b.count))
-                .sum();
+            let folded = self.remove_entries(z, end);
             self.bucket_total -= folded;
             // At least one bucket was just removed, so this cannot hit the cap.
             self.bump(floor, folded);
@@ -534,19 +666,16 @@ impl QuantileSketch {
     /// remain.
     fn enforce_cap(&mut self) {
         let z = self.first_log();
-        let excess = (self.buckets.len() - z).saturating_sub(MAX_BUCKETS);
+        let excess = (self.len() - z).saturating_sub(MAX_BUCKETS);
         if excess > 0 {
-            let folded: u64 = self
-                .buckets
-                .drain(z..z + excess)
-                .map(|b| u64::from(b.count))
-                .sum();
+            let folded = self.remove_entries(z, z + excess);
             self.bucket_total -= folded;
             self.add_at(z, folded);
-            self.floor = self.buckets[z].key;
+            self.floor = self.idx_at(z);
         }
-        if self.buckets.capacity() > MAX_BUCKETS + 1 {
-            self.buckets.shrink_to(MAX_BUCKETS + 1);
+        let most = (MAX_BUCKETS + 1) * self.stride();
+        if self.data.capacity() > most {
+            self.data.shrink_to(most);
         }
     }
 
@@ -554,10 +683,10 @@ impl QuantileSketch {
     #[cold]
     fn scale_down(&mut self, shift: u32) {
         let mut total = 0u64;
-        for b in self.buckets.iter_mut() {
-            let scaled = ceil_shift(u64::from(b.count), shift);
-            // `scaled <= count`, so the cast cannot truncate.
-            b.count = scaled as u32;
+        for i in 0..self.len() {
+            // Never larger than before, so it fits the encoding.
+            let scaled = ceil_shift(self.count_at(i), shift);
+            self.set_count(i, scaled);
             total += scaled;
         }
         self.bucket_total = total;
@@ -570,33 +699,39 @@ impl QuantileSketch {
         // their buckets below ours are folded into our floor bucket.
         self.raise_floor(other.floor);
         let floor = self.floor;
+
         // Overflow guard: if the largest counts of both sides could sum past
-        // `u32::MAX`, halve both sides until they cannot. Conservative (the
-        // two largest counts may not share a key), but it needs billions of
-        // samples per bucket to trigger, and it keeps the merge one pass.
-        let max_of = |s: &QuantileSketch| s.buckets.iter().map(|b| u64::from(b.count)).max();
-        let (a, b) = (max_of(self).unwrap_or(0), max_of(other).unwrap_or(0));
+        // what an entry holds, widen, and if already wide halve both sides
+        // until they cannot. Conservative (the two largest counts may not
+        // share a key), but it keeps the merge a single pass.
+        let (a, b) = (self.max_count(), other.max_count());
         let mut shift = 0;
-        while ceil_shift(a, shift) + ceil_shift(b, shift) > MAX_COUNT {
-            shift += 1;
+        while ceil_shift(a, shift) + ceil_shift(b, shift) > self.entry_max() {
+            if self.wide {
+                shift += 1;
+            } else {
+                self.widen();
+            }
         }
         if shift > 0 {
             self.scale_down(shift);
         }
 
+        // Their entries split into the zero bucket `..oz`, buckets below our
+        // floor `oz..split` (folded), and the rest `split..` (merged).
         let oz = other.first_log();
-        let split = oz + other.buckets[oz..].partition_point(|b| b.key < floor);
-        let below = &other.buckets[oz..split];
-        let merged = || other.buckets[..oz].iter().chain(&other.buckets[split..]);
+        let split = other.search(floor).unwrap_or_else(|i| i).max(oz);
+        let merged = || (0..oz).chain(split..other.len());
 
-        // Pass 1: how many of their keys are new to us.
+        // Pass 1: how many of their indices are new to us.
         let mut new = 0usize;
         let mut i = 0usize;
-        for b in merged() {
-            while i < self.buckets.len() && self.buckets[i].key < b.key {
+        for j in merged() {
+            let idx = other.idx_at(j);
+            while i < self.len() && self.idx_at(i) < idx {
                 i += 1;
             }
-            if i < self.buckets.len() && self.buckets[i].key == b.key {
+            if i < self.len() && self.idx_at(i) == idx {
                 i += 1;
             } else {
                 new += 1;
@@ -605,53 +740,56 @@ impl QuantileSketch {
 
         // Pass 2: merge from the back into the grown vector, so every entry
         // moves at most once and nothing is allocated beyond the growth.
-        let old = self.buckets.len();
-        self.buckets.reserve_exact(new);
-        self.buckets.resize(old + new, Bucket { key: 0, count: 0 });
+        let old = self.len();
+        let stride = self.stride();
+        self.data.reserve_exact(new * stride);
+        self.data.resize((old + new) * stride, 0);
         let (mut r, mut w) = (old, old + new);
-        for b in merged().rev() {
-            let c = ceil_shift(u64::from(b.count), shift);
-            while r > 0 && self.buckets[r - 1].key > b.key {
+        for j in merged().rev() {
+            let idx = other.idx_at(j);
+            let c = ceil_shift(other.count_at(j), shift);
+            while r > 0 && self.idx_at(r - 1) > idx {
                 r -= 1;
                 w -= 1;
-                self.buckets[w] = self.buckets[r];
+                let (moved, count) = (self.idx_at(r), self.count_at(r));
+                self.put(w, moved, count);
             }
             w -= 1;
             let mut count = c;
-            if r > 0 && self.buckets[r - 1].key == b.key {
+            if r > 0 && self.idx_at(r - 1) == idx {
                 r -= 1;
-                count += u64::from(self.buckets[r].count);
+                count += self.count_at(r);
             }
-            // Fits: the shift above bounds every pairwise sum.
-            self.buckets[w] = Bucket {
-                key: b.key,
-                count: count as u32,
-            };
+            // Fits: the guard above bounds every pairwise sum.
+            self.put(w, idx, count);
             self.bucket_total += c;
         }
         debug_assert_eq!(r, w);
 
-        let folded: u64 = below
-            .iter()
-            .map(|b| ceil_shift(u64::from(b.count), shift))
+        let folded = (oz..split)
+            .map(|j| ceil_shift(other.count_at(j), shift))
             .sum();
         self.bump(floor, folded);
         self.enforce_cap();
     }
 
     #[cfg(test)]
+    fn entries(&self) -> Vec<(u32, u64)> {
+        (0..self.len())
+            .map(|i| (self.idx_at(i), self.count_at(i)))
+            .collect()
+    }
+
+    #[cfg(test)]
     fn check_invariants(&self) {
-        assert!(self.buckets.windows(2).all(|w| w[0].key < w[1].key));
-        assert!(self.buckets.iter().all(|b| b.count > 0));
-        assert!(self.buckets.len() - self.first_log() <= MAX_BUCKETS);
-        assert!(self
-            .buckets
-            .iter()
-            .all(|b| b.key == ZERO_KEY || b.key >= self.floor));
-        assert_eq!(
-            self.bucket_total,
-            self.buckets.iter().map(|b| u64::from(b.count)).sum::<u64>()
-        );
+        let e = self.entries();
+        assert_eq!(self.data.len() % self.stride(), 0);
+        assert!(e.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(e.iter().all(|&(_, c)| c > 0));
+        assert!(e.iter().all(|&(i, _)| i <= self.max_idx));
+        assert!(self.len() - self.first_log() <= MAX_BUCKETS);
+        assert!(e.iter().all(|&(i, _)| i == ZERO_IDX || i >= self.floor));
+        assert_eq!(self.bucket_total, e.iter().map(|&(_, c)| c).sum::<u64>());
     }
 }
 
@@ -666,7 +804,8 @@ impl fmt::Debug for QuantileSketch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QuantileSketch")
             .field("alpha", &self.alpha)
-            .field("buckets", &self.buckets.len())
+            .field("buckets", &self.len())
+            .field("wide", &self.wide)
             .field("collapsed", &(self.floor != NO_FLOOR))
             .field("count", &self.count)
             .field("sum", &self.sum)
@@ -768,10 +907,7 @@ mod tests {
     }
 
     fn bucket_of(s: &QuantileSketch, v: f64) -> usize {
-        let key = s.key_of(v);
-        s.buckets
-            .binary_search_by_key(&key, |b| b.key)
-            .expect("bucket present")
+        s.search(s.idx_of(v)).expect("bucket present")
     }
 
     #[test]
@@ -811,10 +947,11 @@ mod tests {
 
         let data = long_tail(100_000, 11);
         let mut s = sketch_of(DEFAULT_RELATIVE_ACCURACY, &data);
-        let (len, cap) = (s.buckets.len(), s.buckets.capacity());
+        let (len, cap) = (s.len(), s.data.capacity());
+        assert!(!s.wide);
         assert_eq!(
             s.memory_bytes(),
-            std::mem::size_of::<QuantileSketch>() + cap * 8
+            std::mem::size_of::<QuantileSketch>() + cap * 4
         );
         // A few hundred buckets for a realistic spread, far below the 2 311
         // keys of the full range, with at most 25 % growth slack.
@@ -825,12 +962,16 @@ mod tests {
         for &v in &data[..1000] {
             s.add(v);
         }
-        assert_eq!(s.buckets.capacity(), cap);
+        assert_eq!(s.data.capacity(), cap);
 
         // Tens of samples take tens of buckets.
         let small = sketch_of(DEFAULT_RELATIVE_ACCURACY, &data[..40]);
-        assert!(small.buckets.len() <= 40);
-        assert!(small.memory_bytes() < 128 + 48 * 8, "{}", small.memory_bytes());
+        assert!(small.len() <= 40);
+        assert!(
+            small.memory_bytes() < 128 + 48 * 4,
+            "{}",
+            small.memory_bytes()
+        );
     }
 
     #[test]
@@ -845,7 +986,7 @@ mod tests {
         }
         a.merge(&b);
         a.check_invariants();
-        assert_eq!(a.buckets, whole.buckets);
+        assert_eq!(a.entries(), whole.entries());
         assert_eq!(a.count(), whole.count());
         assert_eq!(a.min(), whole.min());
         assert_eq!(a.max(), whole.max());
@@ -881,12 +1022,12 @@ mod tests {
             rev.merge(p);
         }
         for m in [&acc, &rev] {
-            assert_eq!(m.buckets, whole.buckets);
+            assert_eq!(m.entries(), whole.entries());
             assert_eq!(m.count(), whole.count());
             assert_eq!(m.min(), whole.min());
             assert_eq!(m.max(), whole.max());
         }
-        assert_eq!(whole.buckets[0].key, ZERO_KEY);
+        assert_eq!(whole.idx_at(0), ZERO_IDX);
     }
 
     #[test]
@@ -902,7 +1043,7 @@ mod tests {
         e.check_invariants();
         assert_eq!(e.count(), 1);
         assert_eq!(e.quantile(0.5), before);
-        assert_eq!(e.buckets.capacity(), 1);
+        assert_eq!(e.data.capacity(), 1);
     }
 
     #[test]
@@ -925,8 +1066,9 @@ mod tests {
     fn assert_collapse_contract(s: &QuantileSketch, sorted: &[f64]) {
         s.check_invariants();
         assert_ne!(s.floor, NO_FLOOR, "expected a collapsed sketch");
-        assert_eq!(s.buckets.len() - s.first_log(), MAX_BUCKETS);
-        let floor_top = (f64::from(s.floor) * s.ln_gamma).exp();
+        assert_eq!(s.len() - s.first_log(), MAX_BUCKETS);
+        let floor_key = f64::from(s.min_key) + f64::from(s.floor - 1);
+        let floor_top = (floor_key * s.ln_gamma).exp();
         let mut accurate = 0;
         for i in 1..1000 {
             let q = f64::from(i) / 1000.0;
@@ -973,20 +1115,14 @@ mod tests {
 
         // Values below the floor keep landing in the floor bucket.
         let mut t = s.clone();
-        let floor_count = t.buckets[0].count;
+        let floor_count = t.count_at(0);
         t.add(MIN_TRACKED_SECS);
-        assert_eq!(t.buckets[0].count, floor_count + 1);
+        assert_eq!(t.count_at(0), floor_count + 1);
         t.check_invariants();
 
         // The zero bucket is never collapsed.
         t.add(0.0);
-        assert_eq!(
-            t.buckets[0],
-            Bucket {
-                key: ZERO_KEY,
-                count: 1
-            }
-        );
+        assert_eq!(t.entries()[0], (ZERO_IDX, 1));
         assert_eq!(t.quantile(0.0), Some(0.0));
         t.check_invariants();
 
@@ -994,7 +1130,7 @@ mod tests {
         t.clear();
         assert_eq!(t.floor, NO_FLOOR);
         t.add(MIN_TRACKED_SECS);
-        assert_eq!(t.buckets[0].key, t.min_key);
+        assert_eq!(t.entries(), [(1, 1)]);
 
         // A finer layout hits the cap on ordinary latencies; the upper
         // quantiles are still right.
@@ -1002,8 +1138,14 @@ mod tests {
         let fine = sketch_of(MIN_ALPHA, &data);
         fine.check_invariants();
         assert_ne!(fine.floor, NO_FLOOR);
+        assert!(fine.wide, "layouts past 16-bit indices start wide");
         let sorted = sorted(&data);
-        assert_rel(fine.quantile(0.999).expect("non-empty"), exact(&sorted, 0.999), MIN_ALPHA * 1.001, "p99.9");
+        assert_rel(
+            fine.quantile(0.999).expect("non-empty"),
+            exact(&sorted, 0.999),
+            MIN_ALPHA * 1.001,
+            "p99.9",
+        );
     }
 
     #[test]
@@ -1060,7 +1202,7 @@ mod tests {
             s.add(rng.log_uniform(1e-5, 1e3));
         }
         let burst = s.memory_bytes();
-        assert!(s.buckets.len() > 1500);
+        assert!(s.len() > 1500);
         s.clear();
         // The allocation is kept for a period like the one just cleared...
         assert_eq!(s.memory_bytes(), burst);
@@ -1068,9 +1210,9 @@ mod tests {
             s.add(rng.log_uniform(0.5, 1.0));
         }
         // ...and released down to the next period's needs afterwards.
-        let used = s.buckets.len();
+        let used = s.data.len();
         s.clear();
-        assert_eq!(s.buckets.capacity(), used);
+        assert_eq!(s.data.capacity(), used);
         assert!(s.memory_bytes() < burst / 10);
     }
 
@@ -1099,13 +1241,13 @@ mod tests {
         }
         assert_eq!(s.ignored(), 5);
         assert!(s.is_empty());
-        assert_eq!(s.buckets.capacity(), 0);
+        assert_eq!(s.data.capacity(), 0);
 
         // Zero bucket: zero, negative zero, subnormals, just below 1 µs.
         for v in [0.0, -0.0, 5e-324, f64::MIN_POSITIVE, 9.99e-7] {
             s.add(v);
         }
-        assert_eq!(s.buckets, [Bucket { key: ZERO_KEY, count: 5 }]);
+        assert_eq!(s.entries(), [(ZERO_IDX, 5)]);
         assert_eq!(s.min(), Some(0.0));
         assert!(s.min().is_some_and(|m| m.is_sign_positive()));
         assert_eq!(s.quantile(0.5), Some(0.0));
@@ -1119,20 +1261,8 @@ mod tests {
         assert_eq!(s.count(), 9);
         assert_eq!(s.max(), Some(MAX_TRACKED_SECS));
         assert!(s.sum().is_finite());
-        assert_eq!(
-            s.buckets[1..],
-            [
-                Bucket {
-                    key: s.min_key,
-                    count: 1
-                },
-                Bucket {
-                    key: s.max_key,
-                    count: 3
-                }
-            ]
-        );
-        assert_eq!(s.max_key - s.min_key + 1, 2311);
+        assert_eq!(s.entries()[1..], [(1, 1), (s.max_idx, 3)]);
+        assert_eq!(s.max_idx, 2311);
         assert_eq!(s.quantile(1.0), Some(MAX_TRACKED_SECS));
         let p90 = s.quantile(0.9).expect("non-empty");
         assert_rel(p90, MAX_TRACKED_SECS, DEFAULT_RELATIVE_ACCURACY, "top");
@@ -1187,22 +1317,62 @@ mod tests {
     }
 
     #[test]
-    fn bucket_overflow_scales_instead_of_wrapping() {
+    fn narrow_counts_widen_instead_of_overflowing() {
+        let mut s = QuantileSketch::new();
+        s.add(2.0);
+        for _ in 0..70_000 {
+            s.add(1.0);
+        }
+        assert!(s.wide);
+        s.check_invariants();
+        assert_eq!(s.count_at(bucket_of(&s, 1.0)), 70_000);
+        assert_eq!(s.count_at(bucket_of(&s, 2.0)), 1);
+        assert_eq!(s.memory_bytes(), 120 + s.data.capacity() * 4);
+        assert_eq!(s.quantile(0.5), Some(1.0));
+
+        // Narrow + narrow whose sum overflows, wide into narrow, narrow into
+        // wide: all exact.
+        let mut n = QuantileSketch::new();
+        for _ in 0..40_000 {
+            n.add(1.0);
+        }
+        let mut m = n.clone();
+        m.merge(&n);
+        assert!(m.wide);
+        assert_eq!(m.count_at(0), 80_000);
+        let mut x = QuantileSketch::new();
+        x.add(3.0);
+        x.merge(&s);
+        x.check_invariants();
+        assert!(x.wide);
+        assert_eq!(x.entries().len(), 3);
+        let mut y = s.clone();
+        y.merge(&n);
+        y.check_invariants();
+        assert_eq!(y.count_at(bucket_of(&y, 1.0)), 110_000);
+
+        // Clearing goes back to narrow entries.
+        y.clear();
+        assert!(!y.wide);
+        y.add(1.0);
+        assert_eq!(y.entries(), [(y.idx_of(1.0), 1)]);
+    }
+
+    #[test]
+    fn wide_overflow_scales_instead_of_wrapping() {
         let mut s = QuantileSketch::new();
         s.add(1.0);
         s.add(2.0);
+        s.widen();
         let one = bucket_of(&s, 1.0);
         let two = bucket_of(&s, 2.0);
         // Simulate billions of samples without looping over them.
-        s.buckets[one].count = u32::MAX;
-        s.buckets[two].count = 3;
-        s.bucket_total = u64::from(u32::MAX) + 3;
+        s.set_count(one, WIDE_MAX);
+        s.set_count(two, 3);
+        s.bucket_total = WIDE_MAX + 3;
         s.add(1.0);
-        assert_eq!(
-            u64::from(s.buckets[one].count),
-            u64::from(u32::MAX).div_ceil(2) + 1
-        );
-        assert_eq!(s.buckets[two].count, 2);
+        assert_eq!(s.count_at(one), WIDE_MAX.div_ceil(2) + 1);
+        assert_eq!(s.count_at(two), 2);
         s.check_invariants();
 
         let mut t = s.clone();

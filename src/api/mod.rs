@@ -8,13 +8,13 @@ pub mod query;
 use crate::pipeline::Pipeline;
 use crate::telemetry;
 use axum::extract::{Query, State};
-use axum::Json;
-use query::{KpiQuery, TopQuery};
-use std::collections::HashMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Json;
 use axum::Router;
+use query::{KpiQuery, TopQuery};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -72,11 +72,18 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": message }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
 }
 
 /// `GET /api/v1/kpis?window=5m&service=…&chain=…`
-async fn kpis(State(state): State<Arc<ApiState>>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn kpis(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let q = match KpiQuery::parse(&params) {
         Ok(q) => q,
         Err(e) => return bad_request(e),
@@ -86,7 +93,10 @@ async fn kpis(State(state): State<Arc<ApiState>>, Query(params): Query<HashMap<S
 }
 
 /// `GET /api/v1/top?by=user|session|chain|model&metric=cost|requests|tokens&n=10`
-async fn top(State(state): State<Arc<ApiState>>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn top(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let q = match TopQuery::parse(&params) {
         Ok(q) => q,
         Err(e) => return bad_request(e),

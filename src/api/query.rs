@@ -31,7 +31,10 @@ fn reject_unknown(params: &HashMap<String, String>, allowed: &[&str]) -> Result<
         .collect();
     unknown.sort_unstable();
     match unknown.first() {
-        Some(k) => Err(format!("unknown parameter {k:?}; accepted: {}", allowed.join(", "))),
+        Some(k) => Err(format!(
+            "unknown parameter {k:?}; accepted: {}",
+            allowed.join(", ")
+        )),
         None => Ok(()),
     }
 }
@@ -93,7 +96,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -101,13 +107,23 @@ mod tests {
         let e = KpiQuery::parse(&params(&[("window", "2m")])).unwrap_err();
         assert!(e.contains("accepted windows: 1m, 5m, 15m, 1h, all"), "{e}");
         let e = KpiQuery::parse(&params(&[("chian", "x")])).unwrap_err();
-        assert_eq!(e, "unknown parameter \"chian\"; accepted: window, service, chain");
+        assert_eq!(
+            e,
+            "unknown parameter \"chian\"; accepted: window, service, chain"
+        );
         let e = TopQuery::parse(&params(&[("by", "tenant")])).unwrap_err();
         assert!(e.contains("not one of user, session, chain, model"));
         let e = TopQuery::parse(&params(&[("by", "user"), ("n", "0")])).unwrap_err();
         assert!(e.contains("from 1 to 1000"));
-        assert!(TopQuery::parse(&params(&[])).unwrap_err().contains("missing parameter"));
-        let q = TopQuery::parse(&params(&[("by", "model"), ("metric", "tokens"), ("n", "3")])).expect("ok");
+        assert!(TopQuery::parse(&params(&[]))
+            .unwrap_err()
+            .contains("missing parameter"));
+        let q = TopQuery::parse(&params(&[
+            ("by", "model"),
+            ("metric", "tokens"),
+            ("n", "3"),
+        ]))
+        .expect("ok");
         assert_eq!((q.by, q.metric, q.n), (TopBy::Model, TopMetric::Tokens, 3));
     }
 }

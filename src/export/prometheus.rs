@@ -7,7 +7,9 @@
 
 use super::names::*;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -72,11 +74,17 @@ impl Registry {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REQUEST_COST.into()), &COST_BUCKETS))
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(REQUEST_COST.into()), &COST_BUCKETS)
+            })
             .expect("static bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
-        let registry = Registry { recorder, handle, floats: Mutex::new(BTreeMap::new()) };
+        let registry = Registry {
+            recorder,
+            handle,
+            floats: Mutex::new(BTreeMap::new()),
+        };
         registry.describe();
         registry
     }
@@ -162,11 +170,23 @@ impl Registry {
             None,
             "Cost in USD of each request (sum of its LLM runs).".into(),
         );
-        c(LLM_UNPRICED, "LLM calls whose model has no price (unpriced, not free).");
-        c(LLM_USAGE_MISSING, "Successful LLM calls that reported no token usage (not priced).");
+        c(
+            LLM_UNPRICED,
+            "LLM calls whose model has no price (unpriced, not free).",
+        );
+        c(
+            LLM_USAGE_MISSING,
+            "Successful LLM calls that reported no token usage (not priced).",
+        );
         c(CACHE_LOOKUPS, "LLM cache lookups detected, by result.");
-        g(SLO_TARGET, "SLO target per service, chain and KPI (from the config).");
-        g(BUDGET_USD, "Cost budget in USD per window and scope (from the config).");
+        g(
+            SLO_TARGET,
+            "SLO target per service, chain and KPI (from the config).",
+        );
+        g(
+            BUDGET_USD,
+            "Cost budget in USD per window and scope (from the config).",
+        );
     }
 
     /// A fractional counter (`# TYPE counter`), created on first use.
@@ -182,9 +202,10 @@ impl Registry {
             let _ = write!(rendered, "{sep}{k}=\"{}\"", escape_label(v));
         }
         let mut floats = self.floats.lock();
-        let family = floats
-            .entry(name)
-            .or_insert_with(|| FloatFamily { help, series: Vec::new() });
+        let family = floats.entry(name).or_insert_with(|| FloatFamily {
+            help,
+            series: Vec::new(),
+        });
         if let Some((_, cell)) = family.series.iter().find(|(l, _)| *l == rendered) {
             return FloatCounter(cell.clone());
         }

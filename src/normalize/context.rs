@@ -224,7 +224,9 @@ pub fn cache_hit(x: &Extracted<'_>, is_llm: bool, outputs: Option<&Bytes>) -> Op
     }
     let out = outputs?;
     let marker = |m: &[u8]| out.windows(m.len()).any(|w| w == m);
-    (marker(b"\"total_cost\": 0,") || marker(b"\"total_cost\":0,") || marker(b"\"total_cost\": 0}")
+    (marker(b"\"total_cost\": 0,")
+        || marker(b"\"total_cost\":0,")
+        || marker(b"\"total_cost\": 0}")
         || marker(b"\"total_cost\":0}"))
     .then_some(true)
 }
