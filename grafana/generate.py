@@ -418,7 +418,9 @@ def cost_tokens():
     tokens = f"chainpulse_llm_tokens_total{{{SCM}}}"
     lookups = f"chainpulse_cache_lookups_total{{{SC}}}"
     hits = f'chainpulse_cache_lookups_total{{{SC}, result="hit"}}'
-    unpriced = 'chainpulse_llm_unpriced_calls_total{model=~"$model"}'
+    # Not filtered by $model: the model variable lists models seen in token
+    # metrics, and an unpriced model is exactly one the user has to spot.
+    unpriced = 'chainpulse_llm_unpriced_calls_total'
     budget_hour_service = ('max by (service) (label_replace(chainpulse_budget_usd{window="hour", '
                            'scope="service"}, "service", "$1", "name", "(.*)"))')
     items = [row("Overview")]

@@ -230,13 +230,13 @@ where
     let model = match rng.random_range(0..100) {
         0..=81 => "gpt-4o-mini",
         82..=97 => "gpt-4o",
-        _ => "acme-finetune-v2",
+        _ => "northwind-ft-v2",
     };
     // An LLM-response cache in front of the model: some calls are hits.
     let cache_hit = rng.random_bool(0.15);
     // The fine-tune is served by a streaming endpoint instrumented with the
     // GenAI conventions (which carry a time to first token).
-    let finetune = model == "acme-finetune-v2";
+    let finetune = model == "northwind-ft-v2";
     let streamed = finetune || rng.random_bool(0.3);
     let dialect = if finetune { Dialect::GenAi } else { dialect };
     let retriever_fails = rng.random_bool(0.02);

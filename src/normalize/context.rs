@@ -191,6 +191,26 @@ pub fn io(x: &Extracted<'_>) -> (Option<Bytes>, Option<Bytes>) {
     (input, output)
 }
 
+/// Whether an LLM run was served from an LLM-response cache, when the span
+/// tells: an explicit attribute, or LangChain's cached-generation marker
+/// (`_convert_cached_generations` adds `"total_cost": 0` to the usage it
+/// copies, and it only shows in the run's serialized output).
+pub fn cache_hit(x: &Extracted<'_>, is_llm: bool, outputs: Option<&Bytes>) -> Option<bool> {
+    if let Some(b) = x.cache_hit.and_then(as_bool) {
+        return Some(b);
+    }
+    if !is_llm {
+        return None;
+    }
+    let out = outputs?;
+    let marker = |m: &[u8]| out.windows(m.len()).any(|w| w == m);
+    (marker(b"\"total_cost\": 0,")
+        || marker(b"\"total_cost\":0,")
+        || marker(b"\"total_cost\": 0}")
+        || marker(b"\"total_cost\":0}"))
+    .then_some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,22 +231,3 @@ mod tests {
     }
 }
 
-/// Whether an LLM run was served from an LLM-response cache, when the span
-/// tells: an explicit attribute, or LangChain's cached-generation marker
-/// (`_convert_cached_generations` adds `"total_cost": 0` to the usage it
-/// copies, and it only shows in the run's serialized output).
-pub fn cache_hit(x: &Extracted<'_>, is_llm: bool, outputs: Option<&Bytes>) -> Option<bool> {
-    if let Some(b) = x.cache_hit.and_then(as_bool) {
-        return Some(b);
-    }
-    if !is_llm {
-        return None;
-    }
-    let out = outputs?;
-    let marker = |m: &[u8]| out.windows(m.len()).any(|w| w == m);
-    (marker(b"\"total_cost\": 0,")
-        || marker(b"\"total_cost\":0,")
-        || marker(b"\"total_cost\": 0}")
-        || marker(b"\"total_cost\":0}"))
-    .then_some(true)
-}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +20,8 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "examples" / "langchain_app" / "app.py"
 DEFAULT_BIN = REPO / "target" / "debug" / "chainpulse"
+PROTO_DIR = REPO / "proto"
+KPI_PROTO = "chainpulse/kpi.proto"
 
 
 def chainpulse_bin() -> Path:
@@ -63,6 +67,11 @@ class Chainpulse:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the OTLP/gRPC listener, which also serves chainpulse.kpi.v1.KpiService."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     def endpoint(self, protocol: str) -> str:
         port = self.grpc_port if protocol == "grpc" else self.http_port
@@ -162,3 +171,43 @@ def run_app(endpoint: str, instrumentation: str, requests_n: int, *, stream: boo
         pytest.fail(f"app failed (rc={proc.returncode}): {' '.join(cmd)}\nstdout:\n{proc.stdout[-3000:]}\n"
                     f"stderr:\n{proc.stderr[-5000:]}")
     return json.loads(lines[-1])
+
+
+@pytest.fixture(scope="session")
+def kpi_proto(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """proto/chainpulse/kpi.proto compiled now with grpc_tools.protoc; the generated modules `pb2` (messages)
+    and `pb2_grpc` (KpiServiceStub), imported from a temp dir."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    out = tmp_path_factory.mktemp("kpi_proto")
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    args = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out}",
+            f"--grpc_python_out={out}", str(PROTO_DIR / KPI_PROTO)]
+    rc = protoc.main(args)
+    if rc != 0:
+        pytest.fail(f"protoc failed (rc={rc}): {' '.join(args)}")
+    # The generated kpi_pb2_grpc imports `chainpulse.kpi_pb2`: `out` goes on sys.path, `chainpulse/` is a
+    # namespace package there.
+    sys.path.insert(0, str(out))
+    try:
+        pb2 = importlib.import_module("chainpulse.kpi_pb2")
+        pb2_grpc = importlib.import_module("chainpulse.kpi_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+    return SimpleNamespace(pb2=pb2, pb2_grpc=pb2_grpc)
+
+
+@pytest.fixture
+def kpi_grpc(chainpulse: Chainpulse, kpi_proto: SimpleNamespace):
+    """A KpiServiceStub on chainpulse's OTLP/gRPC port (proxies off). The channel stays open until the test
+    ends (so across chainpulse.terminate()); `close()` closes it earlier."""
+    import grpc
+
+    channel = grpc.insecure_channel(chainpulse.grpc_target, options=[("grpc.enable_http_proxy", 0)])
+    client = SimpleNamespace(stub=kpi_proto.pb2_grpc.KpiServiceStub(channel), pb2=kpi_proto.pb2,
+                             grpc=grpc, close=channel.close)
+    try:
+        yield client
+    finally:
+        channel.close()
