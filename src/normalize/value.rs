@@ -10,7 +10,9 @@ use crate::otlp_view::{any_value::Value, AnyValue};
 /// a value that is somehow not UTF-8 reads as absent rather than panicking.
 pub fn as_str(v: &AnyValue) -> Option<&str> {
     match &v.value {
-        Some(Value::StringValue(b)) => std::str::from_utf8(b).ok(),
+        // Validated on receipt; checked again (cheaply, SIMD) rather than
+        // trusted with `unsafe`.
+        Some(Value::StringValue(b)) => simdutf8::basic::from_utf8(b).ok(),
         _ => None,
     }
 }

@@ -130,13 +130,12 @@ fn check_value(v: &AnyValue, at: &dyn Fn() -> String) -> Result<(), IngestError>
     }
 }
 
+/// SIMD validation first (most bytes of an LLM span are prompt text); the
+/// standard library's slower check only runs on failure, to say where.
 fn utf8(bytes: &[u8], at: impl Fn() -> String) -> Result<(), IngestError> {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(IngestError::InvalidUtf8(format!(
-            "{} (at byte {})",
-            at(),
-            e.valid_up_to()
-        ))),
+    if simdutf8::basic::from_utf8(bytes).is_ok() {
+        return Ok(());
     }
+    let valid_up_to = std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |s| s.len());
+    Err(IngestError::InvalidUtf8(format!("{} (at byte {valid_up_to})", at())))
 }
