@@ -16,7 +16,7 @@ fn runs(file: &str) -> Vec<ChainRun> {
 fn names_and_kinds(runs: &[ChainRun]) -> Vec<(String, &'static str)> {
     let mut v: Vec<(String, &'static str)> = runs
         .iter()
-        .map(|r| (r.name.clone(), r.kind.as_str()))
+        .map(|r| (r.name.to_string(), r.kind.as_str()))
         .collect();
     v.sort();
     v.dedup();

@@ -14,6 +14,9 @@
 
 use crate::config::AssemblyConfig;
 use crate::normalize::{ChainRun, TraceId};
+// foldhash: seeded per process (so hash flooding from network-chosen keys is
+// not predictable) and several times faster than SipHash on short keys.
+use foldhash::fast::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,11 +52,11 @@ struct Pending {
 }
 
 pub struct Assembler {
-    pending: HashMap<TraceId, Pending>,
+    pending: HashMap<TraceId, Pending, RandomState>,
     /// Pending traces in arrival order (entries of released traces are
     /// skipped lazily).
     order: VecDeque<(TraceId, Instant)>,
-    completed: HashMap<TraceId, (Arc<str>, Instant)>,
+    completed: HashMap<TraceId, (Arc<str>, Instant), RandomState>,
     completed_order: VecDeque<(TraceId, Instant)>,
     spans_held: usize,
     timeout: Duration,
@@ -66,9 +69,9 @@ pub struct Assembler {
 impl Assembler {
     pub fn new(cfg: &AssemblyConfig) -> Self {
         Assembler {
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             order: VecDeque::new(),
-            completed: HashMap::new(),
+            completed: HashMap::default(),
             completed_order: VecDeque::new(),
             spans_held: 0,
             timeout: cfg.trace_timeout(),
@@ -205,7 +208,7 @@ impl Assembler {
         now: Instant,
         out: &mut Vec<Labeled>,
     ) {
-        let ids: HashSet<[u8; 8]> = runs.iter().map(|r| r.span_id).collect();
+        let ids: HashSet<[u8; 8], RandomState> = runs.iter().map(|r| r.span_id).collect();
         let root = runs
             .iter()
             .enumerate()

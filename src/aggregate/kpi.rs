@@ -89,7 +89,7 @@ struct ChainKpi {
 pub struct KpiTracker {
     epoch: Instant,
     epoch_secs: u64,
-    chains: HashMap<(Arc<str>, Arc<str>), ChainKpi>,
+    chains: HashMap<(Arc<str>, Arc<str>), ChainKpi, foldhash::fast::RandomState>,
     overflow: Option<ChainKpi>,
     max_chains: usize,
     slo: SloConfig,
@@ -117,7 +117,7 @@ impl KpiTracker {
         KpiTracker {
             epoch: Instant::now(),
             epoch_secs: 0,
-            chains: HashMap::new(),
+            chains: HashMap::default(),
             overflow: None,
             max_chains: config.kpi.max_chains,
             slo: config.slo.clone(),

@@ -43,7 +43,7 @@ pub struct Aggregator {
     recorder: Recorder,
     kpi: KpiTracker,
     ready: Vec<Labeled>,
-    totals: HashMap<TraceId, TraceTotals>,
+    totals: HashMap<TraceId, TraceTotals, foldhash::fast::RandomState>,
     reported: AssemblyStats,
     traces_held: Gauge,
     spans_held: Gauge,
@@ -59,7 +59,7 @@ impl Aggregator {
         Aggregator {
             assembler: Assembler::new(&config.assembly),
             ready: Vec::new(),
-            totals: HashMap::new(),
+            totals: HashMap::default(),
             kpi: KpiTracker::new(config, registry.clone()),
             reported: AssemblyStats::default(),
             traces_held: registry.gauge(ASSEMBLY_TRACES, &[]),

@@ -377,7 +377,7 @@ impl Recorder {
             self.values.push(run.meta(key).unwrap_or("").to_owned());
         }
         for tag in &self.promoted_tags {
-            let has = run.tags.iter().any(|t| t == tag);
+            let has = run.tags.iter().any(|t| *t == tag.as_str());
             self.values
                 .push(if has { "true" } else { "false" }.to_owned());
         }

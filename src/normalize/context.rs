@@ -6,7 +6,9 @@
 //! JSON-encodes every metadata value, strings included.
 
 use super::extract::Extracted;
-use super::value::{as_bool, as_f64, as_nonempty_str, as_str, raw_bytes, str_array, to_text};
+use super::text::Text;
+use super::value::{as_bool, as_f64, as_nonempty_text, as_str, as_text, raw_bytes, to_value_text};
+use crate::otlp_view::{any_value::Value, AnyValue};
 use bytes::Bytes;
 
 /// LangChain adds run-position tags (`seq:step:2`, `map:key:context`) to every
@@ -19,25 +21,29 @@ fn is_internal_tag(t: &str) -> bool {
         || t.starts_with("langsmith:")
 }
 
-pub fn tags(x: &Extracted<'_>) -> Vec<String> {
-    let mut tags: Vec<String> = Vec::new();
+pub fn tags(x: &Extracted<'_>) -> Vec<Text> {
+    let mut tags: Vec<Text> = Vec::new();
     if let Some(v) = x.oi_tags {
-        tags.extend(str_array(v).map(str::to_owned));
+        tags.extend(str_array_text(v));
     }
     if let Some(v) = x.langfuse_tags {
-        tags.extend(str_array(v).map(str::to_owned));
+        tags.extend(str_array_text(v));
     }
-    if let Some(s) = x.langsmith_tags.and_then(as_str) {
-        tags.extend(
-            s.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned),
-        );
+    if let (Some(v), Some(s)) = (x.langsmith_tags, x.langsmith_tags.and_then(as_str)) {
+        if let Some(Value::StringValue(owner)) = &v.value {
+            tags.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Text::slice_of(owner, t)),
+            );
+        }
     }
     if tags.is_empty() {
-        if let Some(s) = x.traceloop_input.and_then(as_str) {
-            tags.extend(traceloop_tags(s));
+        if let Some(v) = x.traceloop_input {
+            if let Some(Value::StringValue(owner)) = &v.value {
+                tags.extend(traceloop_tags(owner));
+            }
         }
     }
     tags.retain(|t| !is_internal_tag(t));
@@ -46,91 +52,140 @@ pub fn tags(x: &Extracted<'_>) -> Vec<String> {
     tags
 }
 
+fn str_array_text(v: &AnyValue) -> impl Iterator<Item = Text> + '_ {
+    let values = match &v.value {
+        Some(Value::ArrayValue(a)) => a.values.as_slice(),
+        _ => &[],
+    };
+    values.iter().filter_map(as_text)
+}
+
 /// The `tags` array of OpenLLMetry's `{"inputs", "tags", "metadata",
-/// "kwargs"}` JSON; the rest of the document is skipped, not built.
-fn traceloop_tags(json: &str) -> Vec<String> {
+/// "kwargs"}` JSON; the rest of the document is skipped, not built, and tags
+/// without escapes are slices of the attribute.
+fn traceloop_tags(owner: &Bytes) -> Vec<Text> {
     #[derive(serde::Deserialize)]
-    struct Envelope {
+    struct Borrowed<'a> {
+        #[serde(default, borrow)]
+        tags: Vec<&'a str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Owned {
         #[serde(default)]
         tags: Vec<String>,
     }
-    serde_json::from_str::<Envelope>(json)
-        .map(|e| e.tags)
+    if let Ok(e) = serde_json::from_slice::<Borrowed<'_>>(owner) {
+        return e.tags.into_iter().map(|t| Text::slice_of(owner, t)).collect();
+    }
+    serde_json::from_slice::<Owned>(owner)
+        .map(|e| e.tags.into_iter().map(Text::from).collect())
         .unwrap_or_default()
 }
 
-pub fn metadata(x: &Extracted<'_>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    if let Some(s) = x.oi_metadata.and_then(as_str) {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(s) {
-            out.extend(map.into_iter().map(|(k, v)| (k, json_text(v))));
-        }
+pub fn metadata(x: &Extracted<'_>) -> Vec<(Text, Text)> {
+    let mut out: Vec<(Text, Text)> = Vec::with_capacity(x.prefixed_metadata.len() + 4);
+    if let Some(Value::StringValue(owner)) = x.oi_metadata.and_then(|v| v.value.as_ref()) {
+        json_object_into(owner, &mut out);
     }
-    for &(key, value, json_encoded) in &x.prefixed_metadata {
+    for &(key, kv_key, value, json_encoded) in &x.prefixed_metadata {
+        let key = Text::slice_of(kv_key, key);
         let text = if json_encoded {
-            as_str(value)
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                .map(json_text)
-                .unwrap_or_else(|| to_text(value))
+            match &value.value {
+                Some(Value::StringValue(owner)) => json_scalar_text(owner, owner),
+                _ => to_value_text(value),
+            }
         } else {
-            to_text(value)
+            to_value_text(value)
         };
-        out.push((key.to_owned(), text));
+        out.push((key, text));
     }
-    // First writer wins (observation metadata before trace metadata).
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out.dedup_by(|a, b| a.0 == b.0);
     out
 }
 
-fn json_text(v: serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
+/// The members of a JSON object, appended as (key, value text); strings
+/// without escapes are slices of `owner`.
+fn json_object_into(owner: &Bytes, out: &mut Vec<(Text, Text)>) {
+    use serde_json::value::RawValue;
+    match serde_json::from_slice::<std::collections::BTreeMap<&str, &RawValue>>(owner) {
+        Ok(map) => {
+            for (k, v) in map {
+                let raw = Text::slice_of(owner, v.get());
+                out.push((Text::slice_of(owner, k), json_scalar_text(raw.as_bytes(), owner)));
+            }
+        }
+        // Keys with escapes cannot be borrowed: decode them owned.
+        Err(_) => {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(owner) {
+                for (k, v) in map {
+                    let text = match v {
+                        serde_json::Value::String(s) => Text::from(s),
+                        other => Text::from(other.to_string()),
+                    };
+                    out.push((Text::from(k), text));
+                }
+            }
+        }
     }
 }
 
-fn meta<'m>(metadata: &'m [(String, String)], keys: &[&str]) -> Option<&'m str> {
-    keys.iter().find_map(|k| {
-        metadata
-            .binary_search_by(|(mk, _)| mk.as_str().cmp(k))
-            .ok()
-            .map(|i| metadata[i].1.as_str())
-            .filter(|v| !v.is_empty())
-    })
+/// A JSON value's text: a string literal's content (a slice of `owner` when
+/// it has no escapes), anything else its JSON text.
+fn json_scalar_text(raw: &[u8], owner: &Bytes) -> Text {
+    let trimmed = raw.trim_ascii();
+    if trimmed.len() >= 2 && trimmed[0] == b'"' && trimmed[trimmed.len() - 1] == b'"' {
+        let inner = &trimmed[1..trimmed.len() - 1];
+        if !inner.contains(&b'\\') {
+            if let Ok(s) = std::str::from_utf8(inner) {
+                return Text::slice_of(owner, s);
+            }
+        }
+        if let Ok(s) = serde_json::from_slice::<String>(trimmed) {
+            return Text::from(s);
+        }
+    }
+    match std::str::from_utf8(trimmed) {
+        Ok(s) => Text::slice_of(owner, s),
+        Err(_) => Text::default(),
+    }
 }
 
-/// A metadata value (metadata must be sorted by key, as `metadata` returns it).
-pub fn meta_value<'m>(metadata: &'m [(String, String)], key: &str) -> Option<&'m str> {
-    meta(metadata, &[key])
+/// A metadata value; the first entry of a key wins.
+pub fn meta_value<'m>(metadata: &'m [(Text, Text)], key: &str) -> Option<&'m str> {
+    metadata
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+pub fn meta_text(metadata: &[(Text, Text)], keys: &[&str]) -> Option<Text> {
+    keys.iter().find_map(|key| {
+        metadata
+            .iter()
+            .find(|(k, v)| *k == *key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    })
 }
 
 /// The conversation: OTel / OpenInference / Langfuse keys, then the
 /// LangChain metadata conventions. LangSmith's `langsmith.trace.session_id`
 /// is the LangSmith *project* and is deliberately not read.
-pub fn session_id(x: &Extracted<'_>, metadata: &[(String, String)]) -> Option<String> {
+pub fn session_id(x: &Extracted<'_>, metadata: &[(Text, Text)]) -> Option<Text> {
     x.session_id
         .or(x.conversation_id)
-        .and_then(as_nonempty_str)
+        .and_then(as_nonempty_text)
         .or_else(|| {
-            meta(
+            meta_text(
                 metadata,
-                &[
-                    "session_id",
-                    "thread_id",
-                    "conversation_id",
-                    "langfuse_session_id",
-                ],
+                &["session_id", "thread_id", "conversation_id", "langfuse_session_id"],
             )
         })
-        .map(str::to_owned)
 }
 
-pub fn user_id(x: &Extracted<'_>, metadata: &[(String, String)]) -> Option<String> {
+pub fn user_id(x: &Extracted<'_>, metadata: &[(Text, Text)]) -> Option<Text> {
     x.user_id
-        .and_then(as_nonempty_str)
-        .or_else(|| meta(metadata, &["user_id", "langfuse_user_id", "user"]))
-        .map(str::to_owned)
+        .and_then(as_nonempty_text)
+        .or_else(|| meta_text(metadata, &["user_id", "langfuse_user_id", "user"]))
 }
 
 /// Whether the call streamed, and its time to first token in seconds.
@@ -217,10 +272,31 @@ mod tests {
 
     #[test]
     fn traceloop_tags_ignore_the_rest() {
-        let json =
-            r#"{"inputs": {"tags": ["not-me"]}, "tags": ["seq:step:1", "rag"], "metadata": {}}"#;
-        assert_eq!(traceloop_tags(json), vec!["seq:step:1", "rag"]);
-        assert!(traceloop_tags("not json").is_empty());
+        let json = Bytes::from_static(
+            br#"{"inputs": {"tags": ["not-me"]}, "tags": ["seq:step:1", "r\u0061g"], "metadata": {}}"#,
+        );
+        assert_eq!(traceloop_tags(&json), vec!["seq:step:1", "rag"]);
+        let plain = Bytes::from_static(br#"{"tags": ["prod"]}"#);
+        let tags = traceloop_tags(&plain);
+        assert_eq!(tags, vec!["prod"]);
+        assert_eq!(tags[0].as_bytes().as_ptr(), plain[11..].as_ptr(), "borrowed");
+        assert!(traceloop_tags(&Bytes::from_static(b"not json")).is_empty());
+    }
+
+    #[test]
+    fn json_metadata_is_sliced_and_decoded() {
+        let owner = Bytes::from_static(
+            br#"{"user_id": "u-1", "n": 3, "nested": {"a": [1]}, "esc": "a\"b"}"#,
+        );
+        let mut out = Vec::new();
+        json_object_into(&owner, &mut out);
+        assert_eq!(meta_value(&out, "user_id"), Some("u-1"));
+        assert_eq!(meta_value(&out, "n"), Some("3"));
+        assert_eq!(meta_value(&out, "nested"), Some(r#"{"a": [1]}"#));
+        assert_eq!(meta_value(&out, "esc"), Some("a\"b"));
+        // Langfuse v5: a JSON-encoded string value.
+        let encoded = Bytes::from_static(br#""prod""#);
+        assert_eq!(json_scalar_text(&encoded, &encoded), "prod");
     }
 
     #[test]

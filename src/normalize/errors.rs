@@ -9,6 +9,7 @@
 
 use super::extract::Extracted;
 use super::run::RunStatus;
+use super::text::Text;
 use super::value::{as_nonempty_str, as_str};
 use crate::otlp_view::Event;
 
@@ -28,7 +29,7 @@ pub fn resolve(
     status_code: i32,
     status_message: &str,
     events: &[Event],
-) -> (RunStatus, Option<String>) {
+) -> (RunStatus, Option<Text>) {
     let failed = status_code == STATUS_CODE_ERROR
         || x.traceloop_task_status.and_then(as_str) == Some("failure")
         || x.langfuse_level.and_then(as_str) == Some("ERROR");
@@ -39,7 +40,7 @@ pub fn resolve(
     if CONTROL_FLOW.contains(&ty.as_str()) {
         return (RunStatus::Ok, None);
     }
-    (RunStatus::Error, Some(ty))
+    (RunStatus::Error, Some(Text::from(ty)))
 }
 
 fn error_type(x: &Extracted<'_>, status_message: &str, events: &[Event]) -> String {

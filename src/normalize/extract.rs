@@ -73,7 +73,9 @@ pub struct Extracted<'a> {
     pub langsmith_tags: Option<&'a AnyValue>,
     pub langfuse_tags: Option<&'a AnyValue>,
     pub oi_metadata: Option<&'a AnyValue>,
-    pub prefixed_metadata: Vec<(&'a str, &'a AnyValue, bool)>,
+    /// (key without prefix, the attribute's key bytes it points into,
+    /// value, JSON-encoded).
+    pub prefixed_metadata: Vec<(&'a str, &'a bytes::Bytes, &'a AnyValue, bool)>,
     pub session_id: Option<&'a AnyValue>,
     pub conversation_id: Option<&'a AnyValue>,
     pub user_id: Option<&'a AnyValue>,
@@ -113,15 +115,15 @@ impl<'a> Extracted<'a> {
     pub fn from_attributes(attrs: &'a [KeyValue]) -> Self {
         let mut x = Extracted::default();
         for kv in attrs {
-            let (Ok(key), Some(v)) = (std::str::from_utf8(&kv.key), kv.value.as_ref()) else {
+            let (Ok(key), Some(v)) = (simdutf8::basic::from_utf8(&kv.key), kv.value.as_ref()) else {
                 continue;
             };
-            x.take(key, v);
+            x.take(key, &kv.key, v);
         }
         x
     }
 
-    fn take(&mut self, key: &'a str, v: &'a AnyValue) {
+    fn take(&mut self, key: &'a str, key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
         let slot = match key {
             "openinference.span.kind" => &mut self.oi_kind,
             "traceloop.span.kind" => &mut self.traceloop_kind,
@@ -202,7 +204,7 @@ impl<'a> Extracted<'a> {
             "gen_ai.workflow.input" => &mut self.workflow_input,
 
             _ => {
-                self.take_prefixed(key, v);
+                self.take_prefixed(key, key_bytes, v);
                 return;
             }
         };
@@ -212,7 +214,7 @@ impl<'a> Extracted<'a> {
 
     /// Keys that are not fixed: metadata under a dialect prefix, and family
     /// evidence for dialect detection.
-    fn take_prefixed(&mut self, key: &'a str, v: &'a AnyValue) {
+    fn take_prefixed(&mut self, key: &'a str, key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
         // `true` marks values that are JSON-encoded (Langfuse v5 encodes
         // every metadata value, strings included).
         for (prefix, json) in [
@@ -223,7 +225,7 @@ impl<'a> Extracted<'a> {
         ] {
             if let Some(k) = key.strip_prefix(prefix) {
                 if !k.is_empty() {
-                    self.prefixed_metadata.push((k, v, json));
+                    self.prefixed_metadata.push((k, key_bytes, v, json));
                 }
                 self.note_family(key);
                 return;

@@ -10,9 +10,11 @@
 
 use super::extract::Extracted;
 use super::run::{Dialect, RunKind};
-use super::value::{as_nonempty_str, as_str};
+use super::text::Text;
+use super::value::{as_nonempty_text, as_str};
+use bytes::Bytes;
 
-pub fn resolve(x: &Extracted<'_>, span_name: &str, dialect: Dialect) -> (RunKind, String) {
+pub fn resolve(x: &Extracted<'_>, span_name: &Bytes, dialect: Dialect) -> (RunKind, Text) {
     let name = run_name(x, span_name, dialect);
     let kind = framework_kind(x)
         .or_else(|| genai_kind(x))
@@ -109,12 +111,13 @@ fn refine_chain(name: &str) -> RunKind {
 }
 
 /// The name the application gave the run.
-fn run_name(x: &Extracted<'_>, span_name: &str, dialect: Dialect) -> String {
+fn run_name(x: &Extracted<'_>, span_name_bytes: &Bytes, dialect: Dialect) -> Text {
     // OpenLLMetry: `rag_query.workflow`, `execute_task retrieve_docs`,
     // `ScriptedChat.chat`; the entity name is the real run name.
-    if let Some(n) = x.traceloop_entity_name.and_then(as_nonempty_str) {
-        return n.to_owned();
+    if let Some(n) = x.traceloop_entity_name.and_then(as_nonempty_text) {
+        return n;
     }
+    let span_name = simdutf8::basic::from_utf8(span_name_bytes).unwrap_or_default();
     match dialect {
         Dialect::OpenLlmetry | Dialect::GenAi | Dialect::OpenLit => {
             let op = x.genai_operation.and_then(as_str).unwrap_or("");
@@ -124,12 +127,12 @@ fn run_name(x: &Extracted<'_>, span_name: &str, dialect: Dialect) -> String {
                 "invoke_workflow" => x.genai_workflow_name,
                 _ => None,
             };
-            if let Some(n) = named.and_then(as_nonempty_str) {
-                return n.to_owned();
+            if let Some(n) = named.and_then(as_nonempty_text) {
+                return n;
             }
-            strip_operation(span_name, op).to_owned()
+            Text::slice_of(span_name_bytes, strip_operation(span_name, op))
         }
-        _ => span_name.to_owned(),
+        _ => Text::slice_of(span_name_bytes, span_name),
     }
 }
 

@@ -11,11 +11,13 @@ mod errors;
 mod extract;
 mod kind;
 pub mod run;
+pub mod text;
 mod timefmt;
 mod usage;
 mod value;
 
 pub use run::{ChainRun, Dialect, RunKind, RunStatus, SpanId, Tokens, TraceId};
+pub use text::Text;
 
 use crate::otlp_view::{ExportTraceServiceRequest, KeyValue, Span};
 use extract::Extracted;
@@ -91,12 +93,11 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
 
     let x = Extracted::from_attributes(&span.attributes);
     let dialect = detect(&x, ctx.openlit || scope_openlit);
-    let span_name = std::str::from_utf8(&span.name).unwrap_or_default();
-    let (kind, name) = kind::resolve(&x, span_name, dialect);
+    let (kind, name) = kind::resolve(&x, &span.name, dialect);
 
     let metadata = context::metadata(&x);
-    let model = usage::model(&x, context::meta_value(&metadata, "ls_model_name"));
-    let provider = usage::provider(&x, context::meta_value(&metadata, "ls_provider"));
+    let model = usage::model(&x, context::meta_text(&metadata, &["ls_model_name"]));
+    let provider = usage::provider(&x, context::meta_text(&metadata, &["ls_provider"]));
     let tokens = usage::tokens(&x);
     let (status_code, status_message) = span
         .status

@@ -5,6 +5,7 @@
 //! outputs stay as slices of the received request (`Bytes`), because they are
 //! forwarded, never aggregated.
 
+use super::text::Text;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -140,21 +141,23 @@ pub struct ChainRun {
     /// `service.name` of the resource that sent the span.
     pub service: Arc<str>,
     /// The name the application gave the run (LangChain's `run_name`).
-    pub name: String,
+    pub name: Text,
     pub kind: RunKind,
-    pub model: Option<String>,
-    pub provider: Option<String>,
+    pub model: Option<Text>,
+    pub provider: Option<Text>,
     pub tokens: Tokens,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
     pub status: RunStatus,
     /// Exception class (`RuntimeError`), never a message or a traceback.
-    pub error_type: Option<String>,
-    pub tags: Vec<String>,
-    /// Application metadata, values as strings (JSON text for structures).
-    pub metadata: Vec<(String, String)>,
-    pub session_id: Option<String>,
-    pub user_id: Option<String>,
+    pub error_type: Option<Text>,
+    /// Sorted, deduplicated, without LangChain's positional tags.
+    pub tags: Vec<Text>,
+    /// Application metadata in arrival order, values as text (JSON text for
+    /// structures); the first entry of a key wins.
+    pub metadata: Vec<(Text, Text)>,
+    pub session_id: Option<Text>,
+    pub user_id: Option<Text>,
     pub streaming: Option<bool>,
     pub time_to_first_token_s: Option<f64>,
     /// An LLM-response cache hit (`Some(true)`) or miss (`Some(false)`),
@@ -177,9 +180,6 @@ impl ChainRun {
 
     /// A metadata value by key.
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        super::context::meta_value(&self.metadata, key)
     }
 }

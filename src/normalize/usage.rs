@@ -10,7 +10,8 @@
 
 use super::extract::Extracted;
 use super::run::Tokens;
-use super::value::{as_count, as_nonempty_str, as_str};
+use super::text::Text;
+use super::value::{as_count, as_nonempty_text, as_str};
 
 /// Model names that mean "not known".
 fn is_placeholder_model(m: &str) -> bool {
@@ -18,7 +19,7 @@ fn is_placeholder_model(m: &str) -> bool {
 }
 
 /// The model the application asked for, falling back to what answered.
-pub fn model(x: &Extracted<'_>, meta_model: Option<&str>) -> Option<String> {
+pub fn model(x: &Extracted<'_>, meta_model: Option<Text>) -> Option<Text> {
     [
         x.genai_request_model,
         x.oi_request_model,
@@ -27,33 +28,39 @@ pub fn model(x: &Extracted<'_>, meta_model: Option<&str>) -> Option<String> {
     ]
     .into_iter()
     .flatten()
-    .filter_map(as_nonempty_str)
+    .filter_map(as_nonempty_text)
     .chain(meta_model)
     .chain(
         [x.genai_response_model, x.oi_response_model]
             .into_iter()
             .flatten()
-            .filter_map(as_nonempty_str),
+            .filter_map(as_nonempty_text),
     )
     .find(|m| !is_placeholder_model(m))
-    .map(str::to_owned)
 }
 
 /// The provider, normalized to the GenAI `gen_ai.provider.name` vocabulary
 /// where a legacy spelling is known.
-pub fn provider(x: &Extracted<'_>, meta_provider: Option<&str>) -> Option<String> {
+pub fn provider(x: &Extracted<'_>, meta_provider: Option<Text>) -> Option<Text> {
     [x.oi_provider, x.genai_provider, x.genai_system, x.oi_system]
         .into_iter()
         .flatten()
-        .filter_map(as_nonempty_str)
+        .filter_map(as_nonempty_text)
         .chain(meta_provider)
         .find(|p| !p.eq_ignore_ascii_case("langchain") && !p.eq_ignore_ascii_case("langgraph"))
         .map(canonical_provider)
 }
 
-fn canonical_provider(p: &str) -> String {
-    let lower = p.to_ascii_lowercase();
-    let mapped = match lower.as_str() {
+fn canonical_provider(p: Text) -> Text {
+    let is_lower = !p.bytes().any(|b| b.is_ascii_uppercase());
+    let lower;
+    let key = if is_lower {
+        p.as_str()
+    } else {
+        lower = p.to_ascii_lowercase();
+        lower.as_str()
+    };
+    let mapped = match key {
         "az.ai.openai" | "azure" | "azure_openai" | "azureopenai" => "azure.ai.openai",
         "az.ai.inference" => "azure.ai.inference",
         "vertex_ai" | "vertexai" => "gcp.vertex_ai",
@@ -62,9 +69,10 @@ fn canonical_provider(p: &str) -> String {
         "mistralai" | "mistral" => "mistral_ai",
         "aws" | "bedrock" | "amazon_bedrock" => "aws.bedrock",
         "huggingface" => "hugging_face",
-        _ => return lower,
+        _ if is_lower => return p,
+        _ => return Text::from(key),
     };
-    mapped.to_owned()
+    Text::from_static(mapped)
 }
 
 /// Token usage. Returns zero counts when the span reports none.
@@ -182,8 +190,9 @@ mod tests {
 
     #[test]
     fn canonical_providers() {
-        assert_eq!(canonical_provider("Azure"), "azure.ai.openai");
-        assert_eq!(canonical_provider("vertex_ai"), "gcp.vertex_ai");
-        assert_eq!(canonical_provider("openai"), "openai");
+        assert_eq!(canonical_provider("Azure".into()), "azure.ai.openai");
+        assert_eq!(canonical_provider("vertex_ai".into()), "gcp.vertex_ai");
+        assert_eq!(canonical_provider("openai".into()), "openai");
+        assert_eq!(canonical_provider("OpenAI".into()), "openai");
     }
 }

@@ -4,6 +4,7 @@
 //! strings; booleans as strings), so every accessor accepts the reasonable
 //! encodings and returns `None` for anything else instead of failing the span.
 
+use super::text::Text;
 use crate::otlp_view::{any_value::Value, AnyValue};
 
 /// The string inside a string value. UTF-8 was checked by `receive::validate`;
@@ -61,15 +62,6 @@ pub fn as_bool(v: &AnyValue) -> Option<bool> {
     }
 }
 
-/// The strings of a string array (non-string elements are skipped).
-pub fn str_array(v: &AnyValue) -> impl Iterator<Item = &str> {
-    let values = match &v.value {
-        Some(Value::ArrayValue(a)) => a.values.as_slice(),
-        _ => &[],
-    };
-    values.iter().filter_map(as_str)
-}
-
 /// Any value rendered as text: scalars as themselves, structures as JSON.
 pub fn to_text(v: &AnyValue) -> String {
     match &v.value {
@@ -112,4 +104,24 @@ pub fn raw_bytes(v: &AnyValue) -> Option<bytes::Bytes> {
         Some(Value::StringValue(b)) if !b.is_empty() => Some(b.clone()),
         _ => None,
     }
+}
+
+/// A string value as `Text`, sharing the request's bytes.
+pub fn as_text(v: &AnyValue) -> Option<Text> {
+    match &v.value {
+        Some(Value::StringValue(b)) => Text::from_utf8(b.clone()),
+        _ => None,
+    }
+}
+
+/// A non-empty, trimmed string value as `Text` (zero-copy).
+pub fn as_nonempty_text(v: &AnyValue) -> Option<Text> {
+    let Some(Value::StringValue(b)) = &v.value else { return None };
+    let s = as_nonempty_str(v)?;
+    Some(Text::slice_of(b, s))
+}
+
+/// Any value as `Text`: strings shared, other scalars and structures rendered.
+pub fn to_value_text(v: &AnyValue) -> Text {
+    as_text(v).unwrap_or_else(|| Text::from(to_text(v)))
 }
