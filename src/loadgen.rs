@@ -63,6 +63,11 @@ pub struct LoadgenArgs {
     /// Target spans per second across all connections (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub spans_per_sec: u64,
+    /// Fixture requests per export request. Concatenated protobuf messages
+    /// merge (repeated fields append), so 32 makes ~500-span requests, the
+    /// size an OTel SDK batch processor sends (max_export_batch_size 512).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,9 +88,15 @@ fn count_spans(body: &[u8]) -> anyhow::Result<u64> {
 }
 
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
-    let bodies: Vec<Bytes> = FIXTURES
-        .iter()
-        .map(|(_, b)| Bytes::from_static(b))
+    let batch = args.batch.max(1);
+    let bodies: Vec<Bytes> = (0..FIXTURES.len())
+        .map(|i| {
+            let mut body = Vec::new();
+            for j in 0..batch {
+                body.extend_from_slice(FIXTURES[(i + j) % FIXTURES.len()].1);
+            }
+            Bytes::from(body)
+        })
         .collect();
     let meta: Vec<Body> = bodies
         .iter()
@@ -169,8 +180,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let ms = |q: f64| sketch.quantile(q).map_or(f64::NAN, |v| v * 1e3);
     println!(
-        "loadgen {}: {} connections, {:.1}s: {} requests ({:.0}/s), {} spans ({:.0} spans/s), {} failed; export latency p50 {:.3} ms p99 {:.3} ms",
-        args.protocol, args.connections, secs, requests, requests as f64 / secs, spans,
+        "loadgen {} (batch {}): {} connections, {:.1}s: {} requests ({:.0}/s), {} spans ({:.0} spans/s), {} failed; export latency p50 {:.3} ms p99 {:.3} ms",
+        args.protocol, args.batch.max(1), args.connections, secs, requests, requests as f64 / secs, spans,
         spans as f64 / secs, failures, ms(0.5), ms(0.99)
     );
     if requests == 0 {

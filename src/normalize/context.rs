@@ -75,7 +75,11 @@ fn traceloop_tags(owner: &Bytes) -> Vec<Text> {
         tags: Vec<String>,
     }
     if let Ok(e) = serde_json::from_slice::<Borrowed<'_>>(owner) {
-        return e.tags.into_iter().map(|t| Text::slice_of(owner, t)).collect();
+        return e
+            .tags
+            .into_iter()
+            .map(|t| Text::slice_of(owner, t))
+            .collect();
     }
     serde_json::from_slice::<Owned>(owner)
         .map(|e| e.tags.into_iter().map(Text::from).collect())
@@ -110,7 +114,10 @@ fn json_object_into(owner: &Bytes, out: &mut Vec<(Text, Text)>) {
         Ok(map) => {
             for (k, v) in map {
                 let raw = Text::slice_of(owner, v.get());
-                out.push((Text::slice_of(owner, k), json_scalar_text(raw.as_bytes(), owner)));
+                out.push((
+                    Text::slice_of(owner, k),
+                    json_scalar_text(raw.as_bytes(), owner),
+                ));
             }
         }
         // Keys with escapes cannot be borrowed: decode them owned.
@@ -177,7 +184,12 @@ pub fn session_id(x: &Extracted<'_>, metadata: &[(Text, Text)]) -> Option<Text> 
         .or_else(|| {
             meta_text(
                 metadata,
-                &["session_id", "thread_id", "conversation_id", "langfuse_session_id"],
+                &[
+                    "session_id",
+                    "thread_id",
+                    "conversation_id",
+                    "langfuse_session_id",
+                ],
             )
         })
 }
@@ -279,7 +291,11 @@ mod tests {
         let plain = Bytes::from_static(br#"{"tags": ["prod"]}"#);
         let tags = traceloop_tags(&plain);
         assert_eq!(tags, vec!["prod"]);
-        assert_eq!(tags[0].as_bytes().as_ptr(), plain[11..].as_ptr(), "borrowed");
+        assert_eq!(
+            tags[0].as_bytes().as_ptr(),
+            plain[11..].as_ptr(),
+            "borrowed"
+        );
         assert!(traceloop_tags(&Bytes::from_static(b"not json")).is_empty());
     }
 
@@ -306,4 +322,3 @@ mod tests {
         assert!(!is_internal_tag("production"));
     }
 }
-

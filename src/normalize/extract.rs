@@ -115,7 +115,8 @@ impl<'a> Extracted<'a> {
     pub fn from_attributes(attrs: &'a [KeyValue]) -> Self {
         let mut x = Extracted::default();
         for kv in attrs {
-            let (Ok(key), Some(v)) = (simdutf8::basic::from_utf8(&kv.key), kv.value.as_ref()) else {
+            let (Ok(key), Some(v)) = (simdutf8::basic::from_utf8(&kv.key), kv.value.as_ref())
+            else {
                 continue;
             };
             x.take(key, &kv.key, v);

@@ -116,7 +116,9 @@ pub fn as_text(v: &AnyValue) -> Option<Text> {
 
 /// A non-empty, trimmed string value as `Text` (zero-copy).
 pub fn as_nonempty_text(v: &AnyValue) -> Option<Text> {
-    let Some(Value::StringValue(b)) = &v.value else { return None };
+    let Some(Value::StringValue(b)) = &v.value else {
+        return None;
+    };
     let s = as_nonempty_str(v)?;
     Some(Text::slice_of(b, s))
 }

@@ -137,5 +137,8 @@ fn utf8(bytes: &[u8], at: impl Fn() -> String) -> Result<(), IngestError> {
         return Ok(());
     }
     let valid_up_to = std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |s| s.len());
-    Err(IngestError::InvalidUtf8(format!("{} (at byte {valid_up_to})", at())))
+    Err(IngestError::InvalidUtf8(format!(
+        "{} (at byte {valid_up_to})",
+        at()
+    )))
 }
