@@ -78,7 +78,12 @@ impl Server {
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
+        // Larger HTTP/2 windows than the 64 KiB default: an SDK batch (512
+        // LLM spans) is a few hundred KiB, which would otherwise wait on
+        // several WINDOW_UPDATE round trips.
         let grpc = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(1 << 20))
+            .initial_connection_window_size(Some(4 << 20))
             .layer(tower::util::MapResponseLayer::new(
                 oversize_is_resource_exhausted,
             ))
