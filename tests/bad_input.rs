@@ -17,6 +17,15 @@ const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Expor
 
 /// Sends arbitrary bytes as a gRPC Export request.
 async fn grpc_raw(addr: std::net::SocketAddr, body: Vec<u8>) -> Result<(), tonic::Status> {
+    grpc_raw_to(addr, EXPORT, body).await
+}
+
+/// Sends arbitrary bytes to any unary gRPC method.
+async fn grpc_raw_to(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<(), tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("endpoint")
         .connect()
@@ -26,7 +35,7 @@ async fn grpc_raw(addr: std::net::SocketAddr, body: Vec<u8>) -> Result<(), tonic
     grpc.ready().await.expect("ready");
     grpc.unary(
         tonic::Request::new(RawExportRequest(Bytes::from(body))),
-        http::uri::PathAndQuery::from_static(EXPORT),
+        http::uri::PathAndQuery::from_static(path),
         ClientCodec,
     )
     .await
@@ -374,25 +383,26 @@ async fn grpc_bad_inputs() {
         .expect("empty export is valid protobuf");
 
     // Metrics and logs services: a clear UNIMPLEMENTED.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.expect("ready");
-    let e = grpc
-        .unary(
-            tonic::Request::new(RawExportRequest(Bytes::new())),
-            http::uri::PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-            ),
-            ClientCodec,
-        )
-        .await
-        .unwrap_err();
+    let e = grpc_raw_to(
+        addr,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Vec::new(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(e.message().contains("accepts OTLP traces only"));
+    let e = grpc_raw_to(
+        addr,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e
+        .message()
+        .contains("send metrics and logs to an OpenTelemetry Collector"));
 
     let m = scrape(&server).await;
     let rejected = |r: &str| {
@@ -432,14 +442,20 @@ async fn overload_answers_with_back_pressure() {
     let slot = pipeline
         .try_begin(chainpulse::receive::Protocol::HttpProtobuf)
         .expect("first slot");
-    let (status, _, body) = post(
-        server.addrs().http,
-        "/v1/traces",
-        &[PB],
-        fixture("langchain-openinference.pb"),
-    )
-    .await;
-    assert_eq!(status, 503);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.addrs().http))
+        .header("content-type", "application/x-protobuf")
+        .body(fixture("langchain-openinference.pb"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.headers()["retry-after"],
+        "1",
+        "OTLP exporters retry after this"
+    );
+    let body = resp.bytes().await.expect("body");
     assert!(rpc_message(&body).contains("overloaded"));
     let ready = reqwest::get(format!("http://{}/readyz", server.addrs().metrics))
         .await
