@@ -8,6 +8,7 @@ use crate::export::Registry;
 use crate::pipeline::Pipeline;
 use crate::receive::grpc::{traces_only, OtlpGrpc, TraceServiceServer};
 use crate::receive::http;
+use crate::receive::{IngestError, Protocol};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -84,9 +85,10 @@ impl Server {
         let grpc = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(1 << 20))
             .initial_connection_window_size(Some(4 << 20))
-            .layer(tower::util::MapResponseLayer::new(
-                oversize_is_resource_exhausted,
-            ))
+            .layer(tower::util::MapResponseLayer::new({
+                let pipeline = pipeline.clone();
+                move |r| size_limit_status(&pipeline, r)
+            }))
             .add_service(traces)
             .add_service(KpiServiceServer::new(KpiGrpc::new(pipeline.clone())))
             .add_service(traces_only::metrics())
@@ -188,21 +190,42 @@ impl Server {
     }
 }
 
-/// tonic answers a message over `max_decoding_message_size` with
-/// OUT_OF_RANGE; gRPC (and OTLP) expect RESOURCE_EXHAUSTED for an oversized
-/// message, which is what the compressed-size check already returns.
-fn oversize_is_resource_exhausted<B>(mut response: ::http::Response<B>) -> ::http::Response<B> {
+/// tonic enforces the gRPC size limits before the service runs. It answers a
+/// message over `max_decoding_message_size` with OUT_OF_RANGE, where gRPC
+/// (and OTLP) expect RESOURCE_EXHAUSTED — which its decompression limit
+/// already returns — so this maps one to the other, and counts both in the
+/// rejection counters the service itself never sees.
+fn size_limit_status<B>(
+    pipeline: &Pipeline,
+    mut response: ::http::Response<B>,
+) -> ::http::Response<B> {
     let headers = response.headers_mut();
-    let oversized = headers.get("grpc-status").is_some_and(|s| s == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| {
-                m.contains("message%20length%20too%20large")
-                    || m.contains("message length too large")
-            });
-    if oversized {
+    let status = headers
+        .get("grpc-status")
+        .and_then(|s| s.to_str().ok())
+        .unwrap_or("0");
+    if status != "11" && status != "8" {
+        return response;
+    }
+    let message = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let limit = pipeline.max_request_bytes();
+    let rejection = if message.contains("message length too large") {
         headers.insert("grpc-status", ::http::HeaderValue::from_static("8"));
+        Some(IngestError::TooLarge {
+            size: limit + 1,
+            limit,
+        })
+    } else if message.contains("exceeded while decompressing") {
+        Some(IngestError::DecompressedTooLarge { limit })
+    } else {
+        None
+    };
+    if let Some(e) = rejection {
+        pipeline.reject_transport(Protocol::Grpc, e);
     }
     response
 }

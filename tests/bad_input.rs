@@ -414,6 +414,9 @@ async fn grpc_bad_inputs() {
     };
     assert_eq!(rejected("malformed_protobuf"), 1.0);
     assert_eq!(rejected("invalid_utf8"), 1.0);
+    // Size limits are enforced by tonic before the service; still counted.
+    assert_eq!(rejected("too_large"), 1.0);
+    assert_eq!(rejected("decompressed_too_large"), 1.0);
     assert_eq!(
         value(
             &m,
