@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod forward;
 pub mod loadgen;
 pub mod normalize;
 pub mod pipeline;
