@@ -13,3 +13,6 @@
 
 #[cfg(unix)]
 pub mod wal;
+
+pub mod redact;
+pub mod truncate;
