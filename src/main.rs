@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     telemetry::init_logging(config.log.format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(config.server.worker_threads)
         .enable_all()
         .build()
     {
