@@ -194,7 +194,7 @@ impl KpiTracker {
             });
         }
         let targets = self.slo.targets_for(service, chain);
-        for (kpi, v) in target_list(&targets) {
+        for (kpi, v, _) in target_list(&targets) {
             self.registry
                 .gauge(
                     SLO_TARGET,
@@ -256,14 +256,17 @@ impl KpiTracker {
     }
 }
 
-fn target_list(t: &SloTargets) -> [(&'static str, f64); 6] {
+/// The six KPIs: name (the `kpi` label), target, and how a value meets it.
+/// One list for the `chainpulse_slo_target` gauges and the API's checks;
+/// `ChainKpis::build` pairs it with the measured values in the same order.
+fn target_list(t: &SloTargets) -> [(&'static str, f64, &'static str); 6] {
     [
-        ("latency_p50_seconds", t.latency_p50_seconds),
-        ("latency_p95_seconds", t.latency_p95_seconds),
-        ("latency_p99_seconds", t.latency_p99_seconds),
-        ("error_rate", t.error_rate),
-        ("availability", t.availability),
-        ("throughput_rps", t.min_throughput_rps),
+        ("latency_p50_seconds", t.latency_p50_seconds, "<="),
+        ("latency_p95_seconds", t.latency_p95_seconds, "<="),
+        ("latency_p99_seconds", t.latency_p99_seconds, "<="),
+        ("error_rate", t.error_rate, "<="),
+        ("availability", t.availability, ">="),
+        ("throughput_rps", t.min_throughput_rps, ">="),
     ]
 }
 
@@ -358,29 +361,19 @@ impl ChainKpis {
                 status,
             }
         };
-        let kpis = vec![
-            check(
-                "latency_p50_seconds",
-                latency.p50,
-                t.latency_p50_seconds,
-                "<=",
-            ),
-            check(
-                "latency_p95_seconds",
-                latency.p95,
-                t.latency_p95_seconds,
-                "<=",
-            ),
-            check(
-                "latency_p99_seconds",
-                latency.p99,
-                t.latency_p99_seconds,
-                "<=",
-            ),
-            check("error_rate", error_rate, t.error_rate, "<="),
-            check("availability", availability, t.availability, ">="),
-            check("throughput_rps", throughput, t.min_throughput_rps, ">="),
+        let values = [
+            latency.p50,
+            latency.p95,
+            latency.p99,
+            error_rate,
+            availability,
+            throughput,
         ];
+        let kpis: Vec<KpiCheck> = target_list(t)
+            .into_iter()
+            .zip(values)
+            .map(|((kpi, target, comparison), value)| check(kpi, value, target, comparison))
+            .collect();
         let targets_met = kpis.iter().all(|k| k.status != "fail");
         ChainKpis {
             service: service.to_owned(),
