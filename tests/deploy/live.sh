@@ -108,4 +108,14 @@ for _ in $(seq "$SCRAPE_SECONDS"); do
   sleep 1
 done
 
+# What the demo's traffic looked like to the collector (orphans, rejects):
+# context for any failure below.
+"$PY" - "http://$METRICS_ADDR/metrics" <<'PY' || true
+import sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+for line in body.splitlines():
+    if line.startswith(("chainpulse_assembly_", "chainpulse_otlp_requests_rejected_total", "chainpulse_spans_rejected_total")) \
+            and not line.endswith(" 0"):
+        print("live.sh: " + line)
+PY
 "$PY" "$ROOT/tests/deploy/live_dashboards.py" --prometheus "http://$PROM_ADDR" --rules

@@ -7,9 +7,9 @@ For every dashboard in grafana/dashboards/:
   * every query variable (label_values(selector, label)) is asked of
     /api/v1/label/<label>/values and must return at least one value;
   * every panel target is evaluated as an instant query, twice: with the
-    query variables set to the All regex `.*`, and with each set to the first
-    value label_values discovered (chained: chain is discovered for the first
-    service, ...). Grafana built-ins: $__rate_interval=1m, $__interval=15s,
+    query variables set to the All regex `.*`, and with each set to the
+    busiest value label_values discovered (the one with the most samples in
+    the last 10 minutes; chained: chain is discovered for that service, ...). Grafana built-ins: $__rate_interval=1m, $__interval=15s,
     $__range=5m (see dashlib.BUILTINS); custom variables use their default.
   * an expression fails if Prometheus reports an error, or if it returns no
     series or only NaN, unless it matches the allowlist;
@@ -93,6 +93,27 @@ def regex_escape(value):
     return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\\\1", value)
 
 
+def busiest(prom, selector, label, values, at):
+    """The value of `label` with the most samples in the last 10 minutes.
+
+    label_values also lists a value that appeared a moment ago (say a trace
+    released at its timeout with an inferred root, named after a child span):
+    its series has one sample, so any rate() over it is legitimately empty.
+    Grafana users pick the value they care about; the check picks the one
+    with the most history, ties broken alphabetically.
+    """
+    if not selector:
+        return values[0]
+    r = prom.query(f"sum by ({label}) (count_over_time({selector}[10m]))", at)
+    counts = {}
+    if r.get("status") == "success":
+        for s in r["data"].get("result", []):
+            v = s.get("metric", {}).get(label)
+            if v is not None:
+                counts[v] = float(s["value"][1])
+    return max(values, key=lambda v: (counts.get(v, 0.0), [-ord(c) for c in v]))
+
+
 def has_data(result):
     data = result.get("data", {})
     rtype, res = data.get("resultType"), data.get("result")
@@ -138,7 +159,7 @@ def main():
     for fname, d in dashboards.items():
         vars_ = dashlib.variables(d)
         base = dashlib.default_values(d)
-        # ---- variables: discover values, chained on the first value of earlier ones
+        # ---- variables: discover values, chained on the busiest value of earlier ones
         first = dict(base)
         for v in vars_:
             if v.get("type") != "query":
@@ -153,7 +174,8 @@ def main():
                     continue
                 values = sorted(r["data"])
                 if mode == "first":
-                    first[v["name"]] = regex_escape(values[0]) if values else ".*"
+                    pick = busiest(prom, sub, label, values, at) if values else None
+                    first[v["name"]] = regex_escape(pick) if pick is not None else ".*"
                 if values:
                     ok_count += 1
                     if args.verbose:
