@@ -74,14 +74,19 @@ fn ingest(c: &mut Criterion) {
         })
     });
     let config = Config::default();
-    let pipeline = Pipeline::new(&config, Arc::new(Registry::new())).expect("pipeline");
+    let pipeline = Pipeline::new(&config, Arc::new(Registry::new()), None).expect("pipeline");
+    // Without forwarding, ingest never waits; a current-thread runtime
+    // polls it to completion with little overhead.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     g.bench_function("pipeline_ingest", |b| {
         b.iter(|| {
             for body in &bodies {
                 let slot = pipeline.try_begin(Protocol::Grpc).expect("slot");
                 black_box(
-                    pipeline
-                        .ingest(&slot, Protocol::Grpc, body.clone())
+                    rt.block_on(pipeline.ingest(&slot, Protocol::Grpc, body.clone()))
                         .expect("ingest"),
                 );
             }

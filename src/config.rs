@@ -45,6 +45,7 @@ pub struct Config {
     pub budgets: Vec<BudgetConfig>,
     pub cache: CacheConfig,
     pub kpi: KpiConfig,
+    pub forward: crate::forward::config::ForwardConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -348,6 +349,8 @@ pub struct Overrides {
     pub grpc_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// `--forward URL` destinations, added after the file's.
+    pub forward: Vec<String>,
 }
 
 impl Config {
@@ -381,6 +384,11 @@ impl Config {
         }
         if let Some(a) = overrides.metrics_addr {
             config.server.metrics_addr = a;
+        }
+        for url in &overrides.forward {
+            let d = crate::forward::config::ForwardConfig::destination_from_url(url)
+                .map_err(|m| invalid("--forward", m))?;
+            config.forward.destinations.push(d);
         }
         config.validate()?;
         Ok(config)
@@ -462,6 +470,7 @@ impl Config {
             }
         }
         self.validate_slo()?;
+        self.forward.resolve()?;
         for (i, b) in self.budgets.iter().enumerate() {
             if !(b.usd.is_finite() && b.usd > 0.0) {
                 return Err(invalid(

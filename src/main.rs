@@ -26,6 +26,17 @@ struct Cli {
     /// Metrics / health / API listen address [default: 0.0.0.0:9464].
     #[arg(long, global = true, env = "CHAINPULSE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Forward every trace to this OTLP endpoint (repeatable; comma-separated
+    /// in the environment): grpc://host:4317, grpcs://host:443 (TLS), or
+    /// http(s)://host:4318/v1/traces. Memory queue; use the config file's
+    /// [[forward.destinations]] for disk queues, headers and presets.
+    #[arg(
+        long = "forward",
+        global = true,
+        env = "CHAINPULSE_FORWARD",
+        value_delimiter = ','
+    )]
+    forward: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -56,6 +67,7 @@ fn main() -> ExitCode {
         grpc_addr: cli.grpc_addr,
         http_addr: cli.http_addr,
         metrics_addr: cli.metrics_addr,
+        forward: cli.forward.clone(),
     };
     let env = std::env::vars().filter(|(k, _)| k.starts_with("CHAINPULSE_"));
 

@@ -10,6 +10,7 @@ use crate::aggregate::Aggregator;
 use crate::config::Config;
 use crate::export::names::*;
 use crate::export::Registry;
+use crate::forward::Forwarder;
 use crate::normalize;
 use crate::otlp_view::ExportTraceServiceRequest;
 use crate::receive::validate::validate;
@@ -47,9 +48,10 @@ pub struct Pipeline {
     inflight_gauge: Gauge,
     max_inflight: usize,
     max_request_bytes: usize,
+    forwarder: Option<Arc<Forwarder>>,
 }
 
-const REQUEST_REJECT_REASONS: [&str; 10] = [
+const REQUEST_REJECT_REASONS: [&str; 12] = [
     "malformed_protobuf",
     "malformed_json",
     "invalid_utf8",
@@ -60,6 +62,8 @@ const REQUEST_REJECT_REASONS: [&str; 10] = [
     "unsupported_encoding",
     "unsupported_media_type",
     "overloaded",
+    "queue_full",
+    "forward_queue_error",
 ];
 
 const SPAN_REJECT_REASONS: [&str; 3] = [
@@ -74,6 +78,7 @@ impl Pipeline {
     pub fn new(
         config: &Config,
         registry: Arc<Registry>,
+        forwarder: Option<Arc<Forwarder>>,
     ) -> Result<Self, crate::pricing::PricingError> {
         let prices = crate::pricing::PriceTable::from_config(&config.pricing)?;
         tracing::info!(
@@ -115,7 +120,12 @@ impl Pipeline {
             .gauge(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))])
             .set(1.0);
         Ok(Pipeline {
-            aggregator: Mutex::new(Aggregator::new(config, registry.clone(), prices)),
+            aggregator: Mutex::new(Aggregator::new(
+                config,
+                registry.clone(),
+                prices,
+                forwarder.as_ref().and_then(|f| f.sampler()),
+            )),
             inflight_gauge: registry.gauge(INFLIGHT_REQUESTS, &[]),
             registry,
             protocols,
@@ -123,6 +133,7 @@ impl Pipeline {
             inflight: AtomicUsize::new(0),
             max_inflight: config.server.max_inflight_requests,
             max_request_bytes: config.limits.max_request_bytes,
+            forwarder,
         })
     }
 
@@ -141,17 +152,22 @@ impl Pipeline {
 
     /// Ingests one `ExportTraceServiceRequest` in protobuf form. The slot
     /// (from [`Pipeline::try_begin`]) proves the request was admitted.
-    pub fn ingest(
+    ///
+    /// Order matters for "nothing acknowledged is lost, nothing is counted
+    /// twice": decode and validate; queue for forwarding (the step that can
+    /// push back); only then count into the metrics; then acknowledge.
+    pub async fn ingest(
         &self,
         _slot: &InflightSlot<'_>,
         protocol: Protocol,
         body: Bytes,
     ) -> Result<Accepted, IngestError> {
         self.ingest_inner(protocol, body)
+            .await
             .map_err(|e| self.rejected(protocol, e))
     }
 
-    fn ingest_inner(&self, protocol: Protocol, body: Bytes) -> Result<Accepted, IngestError> {
+    async fn ingest_inner(&self, protocol: Protocol, body: Bytes) -> Result<Accepted, IngestError> {
         let metrics = &self.protocols[&protocol];
         metrics.requests.increment(1);
         if body.len() > self.max_request_bytes {
@@ -160,9 +176,12 @@ impl Pipeline {
                 limit: self.max_request_bytes,
             });
         }
-        let request = ExportTraceServiceRequest::decode(body)
+        let request = ExportTraceServiceRequest::decode(body.clone())
             .map_err(|e| IngestError::MalformedProtobuf(e.to_string()))?;
         let verdict = validate(&request)?;
+        if let Some(f) = &self.forwarder {
+            f.submit(&request, body, verdict.total).await?;
+        }
         let runs = normalize::normalize_request(&request);
 
         metrics.spans.increment(verdict.total);
@@ -199,7 +218,14 @@ impl Pipeline {
     /// histogram samples into buckets (see `Registry::run_upkeep`).
     pub fn tick(&self) {
         self.aggregator.lock().sweep(Instant::now());
+        if let Some(f) = &self.forwarder {
+            f.refresh();
+        }
         self.registry.run_upkeep();
+    }
+
+    pub fn forwarder(&self) -> Option<&Arc<Forwarder>> {
+        self.forwarder.as_ref()
     }
 
     /// Releases everything still held (shutdown).

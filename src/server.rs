@@ -5,6 +5,7 @@ use crate::api::grpc::{KpiGrpc, KpiServiceServer};
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::export::Registry;
+use crate::forward::Forwarder;
 use crate::pipeline::Pipeline;
 use crate::receive::grpc::{traces_only, OtlpGrpc, TraceServiceServer};
 use crate::receive::http;
@@ -55,8 +56,11 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let registry = Arc::new(Registry::new());
-        let pipeline =
-            Arc::new(Pipeline::new(config, registry).context("loading the price table")?);
+        let forwarder =
+            Forwarder::start(config, registry.clone()).context("starting forwarding")?;
+        let pipeline = Arc::new(
+            Pipeline::new(config, registry, forwarder).context("loading the price table")?,
+        );
         let api = Arc::new(ApiState {
             pipeline: pipeline.clone(),
             accepting: false.into(),
@@ -182,7 +186,13 @@ impl Server {
             }
         }
         self.tick_task.abort();
+        // Every held trace is released (and gets its sampling decision)
+        // before the forwarder drains its queues.
         self.pipeline.drain();
+        if let Some(f) = self.pipeline.forwarder() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            f.shutdown(left.max(Duration::from_secs(1))).await;
+        }
         let _ = self.stop_api.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), self.api_task).await;
         tracing::info!(clean, "chainpulse stopped");

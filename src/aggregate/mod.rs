@@ -15,6 +15,7 @@ pub mod window;
 use crate::config::Config;
 use crate::export::names::*;
 use crate::export::Registry;
+use crate::forward::sampling::{Sampler, TraceSummary};
 use crate::normalize::ChainRun;
 use crate::normalize::TraceId;
 use crate::pricing::PriceTable;
@@ -29,6 +30,7 @@ use std::time::Instant;
 /// Per-trace totals of one release batch, for the request-level figures.
 #[derive(Default)]
 struct TraceTotals {
+    error: bool,
     cost_usd: f64,
     unpriced: bool,
     tokens_in: u64,
@@ -51,10 +53,16 @@ pub struct Aggregator {
     evicted_capacity: Counter,
     inferred_roots: Counter,
     late_spans: Counter,
+    sampler: Option<Arc<Sampler>>,
 }
 
 impl Aggregator {
-    pub fn new(config: &Config, registry: Arc<Registry>, prices: PriceTable) -> Self {
+    pub fn new(
+        config: &Config,
+        registry: Arc<Registry>,
+        prices: PriceTable,
+        sampler: Option<Arc<Sampler>>,
+    ) -> Self {
         let reason = |r: &'static str| registry.counter(ASSEMBLY_EVICTIONS, &[("reason", r)]);
         Aggregator {
             assembler: Assembler::new(&config.assembly),
@@ -69,6 +77,7 @@ impl Aggregator {
             inferred_roots: registry.counter(ASSEMBLY_INFERRED_ROOTS, &[]),
             late_spans: registry.counter(ASSEMBLY_LATE_SPANS, &[]),
             recorder: Recorder::new(registry, config, prices),
+            sampler,
         }
     }
 
@@ -123,6 +132,7 @@ impl Aggregator {
                 totals.tokens_in += l.run.tokens.input;
                 totals.tokens_out += l.run.tokens.output;
             }
+            totals.error |= l.run.status == crate::normalize::RunStatus::Error;
             totals.cost_usd += cost.usd.unwrap_or(0.0);
             totals.unpriced |= cost.unpriced;
             match cost.cache_hit {
@@ -134,6 +144,16 @@ impl Aggregator {
         for l in ready.iter().filter(|l| l.is_request) {
             let t = self.totals.remove(&l.run.trace_id).unwrap_or_default();
             let cost = (!t.unpriced).then_some(t.cost_usd);
+            if let Some(s) = &self.sampler {
+                s.decide(
+                    l.run.trace_id,
+                    &TraceSummary {
+                        error: t.error,
+                        duration_s: l.run.duration_s(),
+                        cost_usd: cost,
+                    },
+                );
+            }
             self.recorder
                 .record_request_totals(l, cost, t.cache_hits, t.cache_misses);
             let lookups = t.cache_hits + t.cache_misses;

@@ -159,6 +159,51 @@ impl Registry {
             "Observations folded into the overflow series, by metric family.",
         );
         g(INFLIGHT_REQUESTS, "OTLP export requests being processed.");
+        c(
+            FORWARD_SPANS,
+            "Spans forwarded per destination, by result (sent, retried, failed, dropped, sampled_out).",
+        );
+        c(
+            FORWARD_BATCHES,
+            "Export calls to each destination, by result (sent, retried, failed).",
+        );
+        c(
+            FORWARD_FAILED,
+            "Spans a destination will never get, by reason (permanent upstream errors, drops).",
+        );
+        g(FORWARD_QUEUE_SPANS, "Spans queued per destination.");
+        g(
+            FORWARD_QUEUE_BYTES,
+            "Bytes queued per destination (memory or disk).",
+        );
+        g(
+            FORWARD_QUEUE_MAX_BYTES,
+            "Queue bound per destination (queue.max_bytes).",
+        );
+        g(
+            FORWARD_OLDEST_AGE,
+            "Age of the oldest queued request per destination (0 when empty).",
+        );
+        h(
+            FORWARD_SEND_DURATION,
+            "Duration of one export call to a destination.",
+        );
+        c(
+            FORWARD_WAL_CORRUPT,
+            "Torn or corrupt disk-queue tails found (and cut off) on start-up.",
+        );
+        c(
+            FORWARD_REDACTIONS,
+            "Values redacted before forwarding, by kind of secret or personal data.",
+        );
+        c(
+            FORWARD_TRUNCATIONS,
+            "Attribute values truncated before forwarding.",
+        );
+        c(
+            SAMPLING_DECISIONS,
+            "Tail-sampling decisions per trace, by decision and reason.",
+        );
         g(BUILD_INFO, "chainpulse build information.");
         g(PROCESS_RSS, "Resident memory of the chainpulse process.");
         g(

@@ -1,18 +1,328 @@
-//! Forwarding upstream — building blocks, not wired into the pipeline yet.
+//! Stage 4b: forward every accepted trace upstream, and never lose one.
 //!
-//! The forwarding capability (exporters to LangSmith / Tempo / Jaeger /
-//! Phoenix / an OTel Collector, per-destination queues, retries, tail
-//! sampling) is not built. What exists, tested on its own:
+//! ```text
+//!  ingest ──► prepare ──► queue (per destination) ──► sender ──► upstream
+//!  (counted)  redact,      memory or disk WAL;          batch, sample,
+//!             truncate     full → back-pressure         send, retry, ack
+//! ```
 //!
-//! * `wal`: the durable queue — a segmented write-ahead log with per-record
-//!   checksums, a configurable fsync policy, a byte bound, torn/corrupt tail
-//!   detection, and a persisted acknowledgement position (at-least-once).
-//! * `redact` / `truncate`: scrubbing of secrets and personal data, and
-//!   truncation of oversized attribute values, applied to a decoded request
-//!   before it is re-encoded and sent.
+//! [`Forwarder::submit`] runs on the export request's own task, after the
+//! request has been decoded and validated and before it is acknowledged: the
+//! prepared bytes go into every destination's queue (for a disk queue: into
+//! its write-ahead log, fsynced per policy), and only then does the
+//! application get its success. A full queue makes the whole request fail
+//! with back-pressure (gRPC RESOURCE_EXHAUSTED with RetryInfo, HTTP 503 with
+//! Retry-After), which OTel SDKs retry — nothing is counted or queued for a
+//! refused request, so the retry is not double-counted. A destination can
+//! instead be configured to drop (`queue.on_full = "drop"`, counted).
+//!
+//! Each destination has its own queue and sender task, so a slow or dead
+//! upstream only fills its own queue.
 
+pub mod client;
+pub mod config;
+pub mod destination;
+pub mod prepare;
+#[cfg(unix)]
+pub mod queue;
+pub mod redact;
+pub mod retry;
+pub mod sampling;
+pub mod secret;
+pub mod truncate;
 #[cfg(unix)]
 pub mod wal;
 
-pub mod redact;
-pub mod truncate;
+use crate::export::names::FORWARD_WAL_CORRUPT;
+use crate::export::Registry;
+use crate::otlp_view::ExportTraceServiceRequest as View;
+use crate::receive::IngestError;
+use bytes::Bytes;
+use config::{FsyncMode, OnFull, QueueKind};
+use destination::{backoff_from, Destination, Sender};
+use parking_lot::Mutex;
+use prepare::Prepare;
+use queue::{PushError, Queue};
+use sampling::Sampler;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Suggested client wait when a queue is full (Retry-After / RetryInfo).
+pub const BACKPRESSURE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("{0}")]
+    Config(String),
+    #[error("forward destination {destination:?}: cannot open its disk queue in {dir}: {message}")]
+    Queue {
+        destination: String,
+        dir: String,
+        message: String,
+    },
+}
+
+pub struct Forwarder {
+    destinations: Vec<Arc<Destination>>,
+    prepare: Prepare,
+    sampler: Option<Arc<Sampler>>,
+    shutdown: watch::Sender<Option<tokio::time::Instant>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    any_disk: bool,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field(
+                "destinations",
+                &self
+                    .destinations
+                    .iter()
+                    .map(|d| &d.name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Forwarder {
+    /// Opens queues (recovering disk queues), builds clients and starts one
+    /// sender per destination. `None` when no destination is configured.
+    /// Must run inside the tokio runtime.
+    pub fn start(
+        config: &crate::config::Config,
+        registry: Arc<Registry>,
+    ) -> Result<Option<Arc<Forwarder>>, ForwardError> {
+        let resolved = config
+            .forward
+            .resolve()
+            .map_err(|e| ForwardError::Config(e.to_string()))?;
+        if resolved.is_empty() {
+            return Ok(None);
+        }
+        let prepare = Prepare::new(&config.forward, &registry)?;
+        let sampler = Sampler::new(
+            &config.forward.sampling,
+            config.assembly.trace_timeout(),
+            &registry,
+        )
+        .map(Arc::new);
+        let (shutdown, shutdown_rx) = watch::channel(None);
+        let mut destinations = Vec::new();
+        let mut senders = Vec::new();
+        let mut any_disk = false;
+        for r in &resolved {
+            let client =
+                client::Client::build(r).map_err(|e| ForwardError::Config(e.to_string()))?;
+            let (queue, opened) =
+                Queue::open(&r.queue_dir, &r.queue).map_err(|e| ForwardError::Queue {
+                    destination: r.name.clone(),
+                    dir: r.queue_dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let corrupt =
+                registry.counter(FORWARD_WAL_CORRUPT, &[("destination", r.name.as_str())]);
+            if let Some(rec) = &opened.recovery {
+                any_disk = true;
+                let tails = usize::from(rec.corrupt_tail.is_some()) + rec.sealed_corruption.len();
+                corrupt.increment(tails as u64);
+                if let Some(t) = &rec.corrupt_tail {
+                    tracing::warn!(destination = %r.name, segment = %t.segment.display(), offset = t.offset, discarded_bytes = t.discarded_bytes, reason = %t.reason,
+                        "forward: the disk queue had a torn or corrupt tail (expected after a crash); cut it off, every record before it is kept");
+                }
+                for t in &rec.sealed_corruption {
+                    tracing::error!(destination = %r.name, segment = %t.segment.display(), offset = t.offset, discarded_bytes = t.discarded_bytes, reason = %t.reason,
+                        "forward: corruption inside a sealed disk-queue segment (media damage?); records after it in that segment are lost");
+                }
+                tracing::info!(destination = %r.name, dir = %r.queue_dir.display(), records = rec.unacked_records, spans = opened.recovered_spans,
+                    "forward: disk queue opened; delivering what it holds");
+            }
+            let queue = Arc::new(queue);
+            let dest = Arc::new(Destination::new(r, queue.clone(), registry.clone()));
+            dest.refresh_gauges();
+            tracing::info!(destination = %r.name, endpoint = %r.endpoint, protocol = ?r.protocol, queue = ?r.queue.kind,
+                headers = ?r.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), "forward: destination ready");
+            senders.push(Sender {
+                dest: dest.clone(),
+                client,
+                batch: r.batch.clone(),
+                backoff: backoff_from(&r.retry),
+                sampler: sampler.clone(),
+                shutdown: shutdown_rx.clone(),
+            });
+            if r.queue.kind == QueueKind::Disk && r.queue.fsync == FsyncMode::Interval {
+                let every = Duration::from_millis(r.queue.fsync_interval_ms);
+                let q = queue.clone();
+                let name = r.name.clone();
+                let mut stop = shutdown_rx.clone();
+                senders_fsync(every, q, name, &mut stop);
+            }
+            destinations.push(dest);
+        }
+        let tasks = senders.into_iter().map(|s| tokio::spawn(s.run())).collect();
+        Ok(Some(Arc::new(Forwarder {
+            destinations,
+            prepare,
+            sampler,
+            shutdown,
+            tasks: Mutex::new(tasks),
+            any_disk,
+        })))
+    }
+
+    pub fn sampler(&self) -> Option<Arc<Sampler>> {
+        self.sampler.clone()
+    }
+
+    pub fn destinations(&self) -> &[Arc<Destination>] {
+        &self.destinations
+    }
+
+    /// Queues one accepted request for every destination. Returns only when
+    /// it is queued (for disk queues: in the log, synced per policy); an
+    /// error means nothing should be acknowledged or counted.
+    pub async fn submit(&self, view: &View, body: Bytes, spans: u64) -> Result<(), IngestError> {
+        let body = self.prepare.apply(view, body);
+        let spans32 = u32::try_from(spans).unwrap_or(u32::MAX);
+        // Admission first, so a refused request leaves no copy anywhere.
+        let mut targets: Vec<&Arc<Destination>> = Vec::with_capacity(self.destinations.len());
+        for d in &self.destinations {
+            if d.queue.has_room(body.len()) {
+                targets.push(d);
+            } else if d.on_full == OnFull::Backpressure {
+                return Err(IngestError::QueueFull {
+                    destination: d.name.clone(),
+                    retry_after: BACKPRESSURE_RETRY_AFTER,
+                });
+            } else {
+                d.metrics.lost("queue_full", spans, true);
+            }
+        }
+        let (disk, memory): (Vec<_>, Vec<_>) = targets.into_iter().partition(|d| d.queue.is_disk());
+        for d in memory {
+            if let Err(e) = d.queue.push(spans32, &body) {
+                self.push_failed(d, e, spans)?;
+            }
+        }
+        if !disk.is_empty() {
+            let disk: Vec<Arc<Destination>> = disk.into_iter().cloned().collect();
+            let b = body.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                disk.into_iter()
+                    .map(|d| {
+                        let r = d.queue.push(spans32, &b);
+                        (d, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| IngestError::ForwardQueue(format!("disk queue task failed: {e}")))?;
+            for (d, r) in results {
+                if let Err(e) = r {
+                    self.push_failed(&d, e, spans)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push_failed(&self, d: &Destination, e: PushError, spans: u64) -> Result<(), IngestError> {
+        match (e, d.on_full) {
+            (PushError::Full { .. }, OnFull::Drop) => {
+                d.metrics.lost("queue_full", spans, true);
+                Ok(())
+            }
+            (PushError::Full { .. }, OnFull::Backpressure) => Err(IngestError::QueueFull {
+                destination: d.name.clone(),
+                retry_after: BACKPRESSURE_RETRY_AFTER,
+            }),
+            (PushError::TooLarge { len, max }, _) => Err(IngestError::ForwardQueue(format!(
+                "a request of {len} bytes can never fit in the queue of destination {:?} (queue.max_bytes {max})",
+                d.name
+            ))),
+            (PushError::Io(m), _) => {
+                tracing::error!(destination = %d.name, error = %m, "forward: cannot write to the disk queue; refusing exports until it works");
+                Err(IngestError::ForwardQueue(format!(
+                    "the disk queue of destination {:?} cannot be written",
+                    d.name
+                )))
+            }
+        }
+    }
+
+    /// Refreshes the queue gauges (the pipeline's tick).
+    pub fn refresh(&self) {
+        for d in &self.destinations {
+            d.refresh_gauges();
+        }
+    }
+
+    /// Drains the queues until empty or `timeout`; what is left stays on
+    /// disk (disk queues) or is counted as dropped (memory queues).
+    pub async fn shutdown(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _ = self.shutdown.send(Some(deadline));
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(deadline + Duration::from_millis(500), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        for d in &self.destinations {
+            let left = d.queue.depth();
+            if d.queue.is_disk() {
+                if let Err(e) = d.queue.sync() {
+                    tracing::error!(destination = %d.name, error = %e, "forward: final fsync of the disk queue failed");
+                }
+                if left.spans > 0 {
+                    tracing::info!(destination = %d.name, spans = left.spans, "forward: undelivered spans stay in the disk queue for the next start");
+                }
+            } else {
+                let lost = d.queue.discard_memory();
+                if lost > 0 {
+                    d.metrics.lost("shutdown", lost, true);
+                    tracing::error!(destination = %d.name, spans = lost,
+                        "forward: shutdown deadline passed with spans still in the memory queue; they are lost (use queue.kind = \"disk\" to keep them)");
+                }
+            }
+            d.refresh_gauges();
+        }
+        if self.any_disk {
+            tracing::info!("forward: disk queues closed");
+        }
+    }
+}
+
+fn senders_fsync(
+    every: Duration,
+    q: Arc<Queue>,
+    name: String,
+    stop: &mut watch::Receiver<Option<tokio::time::Instant>>,
+) {
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = stop.changed() => if r.is_err() || stop.borrow().is_some() { return },
+            }
+            let q = q.clone();
+            match tokio::task::spawn_blocking(move || q.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(destination = %name, error = %e, "forward: periodic fsync of the disk queue failed")
+                }
+                Err(_) => return,
+            }
+        }
+    });
+}

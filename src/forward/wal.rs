@@ -633,6 +633,27 @@ impl Wal {
         Ok(RecordId(id))
     }
 
+    /// Would [`Wal::append`] of a payload of `len` bytes succeed now (as far
+    /// as space goes)? Mirrors its accounting, including the rotation that
+    /// frees a fully acknowledged active segment.
+    pub fn would_fit(&self, len: u64) -> bool {
+        let rec_len = REC_HEADER_LEN + len;
+        if len > u64::from(u32::MAX) || rec_len + SEG_HEADER_LEN > self.cfg.max_bytes {
+            return false;
+        }
+        let rotate = self.needs_rotation(rec_len);
+        let extra = if rotate { SEG_HEADER_LEN } else { 0 };
+        if self.used_bytes + rec_len + extra <= self.cfg.max_bytes {
+            return true;
+        }
+        let active = self.active();
+        if !active.offsets.is_empty() && active.end_id() <= self.ack_next {
+            let after = self.used_bytes.saturating_sub(active.len) + SEG_HEADER_LEN;
+            return after + rec_len <= self.cfg.max_bytes;
+        }
+        false
+    }
+
     /// Flushes appended records to stable storage (for `EveryN`/`Interval`/
     /// `Never`; a no-op when nothing is pending).
     pub fn sync(&mut self) -> Result<(), WalError> {
@@ -654,8 +675,20 @@ impl Wal {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<(RecordId, Bytes)>, WalError> {
+        self.peek_batch_from(RecordId(self.ack_next), max_records, max_bytes)
+    }
+
+    /// [`Wal::peek_batch`] starting at `from` (or the oldest unacknowledged
+    /// record, whichever is later): reads ahead without acknowledging, e.g.
+    /// to scan the whole queue on start-up.
+    pub fn peek_batch_from(
+        &self,
+        from: RecordId,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(RecordId, Bytes)>, WalError> {
         let mut out = Vec::new();
-        let Some((mut si, mut ri)) = self.locate(self.ack_next) else {
+        let Some((mut si, mut ri)) = self.locate(from.0.max(self.ack_next)) else {
             return Ok(out);
         };
         let mut total = 0u64;

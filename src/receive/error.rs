@@ -28,6 +28,16 @@ pub enum IngestError {
     UnsupportedMediaType(String),
     #[error("chainpulse is overloaded ({0} export requests in flight); retry later")]
     Overloaded(usize),
+    /// A forwarding queue is full: back-pressure, retried by OTel SDKs.
+    #[error("the forwarding queue of destination {destination:?} is full (its upstream is slow or down); retry in {}s", retry_after.as_secs())]
+    QueueFull {
+        destination: String,
+        retry_after: std::time::Duration,
+    },
+    /// The forwarding queue cannot take the request (disk error, or a
+    /// request larger than the queue).
+    #[error("cannot queue the request for forwarding: {0}")]
+    ForwardQueue(String),
 }
 
 impl IngestError {
@@ -44,6 +54,17 @@ impl IngestError {
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::Overloaded(_) => "overloaded",
+            IngestError::QueueFull { .. } => "queue_full",
+            IngestError::ForwardQueue(_) => "forward_queue_error",
+        }
+    }
+
+    /// Seconds for HTTP `Retry-After` on a retryable refusal.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            IngestError::QueueFull { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            IngestError::Overloaded(_) | IngestError::ForwardQueue(_) => Some(1),
+            _ => None,
         }
     }
 
@@ -56,7 +77,9 @@ impl IngestError {
             IngestError::UnsupportedEncoding(_) | IngestError::UnsupportedMediaType(_) => {
                 S::UNSUPPORTED_MEDIA_TYPE
             }
-            IngestError::Overloaded(_) => S::SERVICE_UNAVAILABLE,
+            IngestError::Overloaded(_)
+            | IngestError::QueueFull { .. }
+            | IngestError::ForwardQueue(_) => S::SERVICE_UNAVAILABLE,
             _ => S::BAD_REQUEST,
         }
     }
@@ -67,7 +90,19 @@ impl IngestError {
             IngestError::TooLarge { .. } | IngestError::DecompressedTooLarge { .. } => {
                 tonic::Status::resource_exhausted(msg)
             }
-            IngestError::Overloaded(_) => tonic::Status::unavailable(msg),
+            IngestError::Overloaded(_) | IngestError::ForwardQueue(_) => {
+                tonic::Status::unavailable(msg)
+            }
+            // OTel SDKs retry RESOURCE_EXHAUSTED only when it carries a
+            // RetryInfo, which also tells them how long to wait.
+            IngestError::QueueFull { retry_after, .. } => {
+                let details = crate::forward::retry::retry_info_details(
+                    tonic::Code::ResourceExhausted,
+                    &msg,
+                    *retry_after,
+                );
+                tonic::Status::with_details(tonic::Code::ResourceExhausted, msg, details.into())
+            }
             _ => tonic::Status::invalid_argument(msg),
         }
     }

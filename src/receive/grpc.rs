@@ -98,7 +98,7 @@ impl TraceService for OtlpGrpc {
             .pipeline
             .try_begin(Protocol::Grpc)
             .map_err(|e| e.grpc_status())?;
-        match self.pipeline.ingest(&slot, Protocol::Grpc, body) {
+        match self.pipeline.ingest(&slot, Protocol::Grpc, body).await {
             Ok(outcome) => {
                 let partial_success = (outcome.rejected > 0).then_some(ExportTracePartialSuccess {
                     rejected_spans: outcome.rejected as i64,

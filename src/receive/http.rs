@@ -76,7 +76,7 @@ async fn export_traces(
         Ok(b) => b,
         Err(e) => return error_response(encoding, &pipeline.reject_transport(protocol, e)),
     };
-    match pipeline.ingest(&slot, protocol, body) {
+    match pipeline.ingest(&slot, protocol, body).await {
         Ok(accepted) => success_response(encoding, accepted),
         Err(e) => error_response(encoding, &e),
     }
@@ -199,10 +199,10 @@ fn error_response(encoding: Encoding, e: &IngestError) -> Response {
     let status = e.http_status();
     let grpc_code = e.grpc_status().code() as i32;
     let mut response = status_body(encoding, status, grpc_code, &e.to_string());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some(secs) = e.retry_after_secs() {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

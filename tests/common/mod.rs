@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod upstream;
 
 use chainpulse::config::Config;
 use chainpulse::export::text::{self, Sample};

@@ -1,0 +1,464 @@
+//! One destination's queue: export requests waiting to be sent.
+//!
+//! The unit is one accepted export request (its protobuf bytes, after
+//! redaction), never a re-encoded span: OTLP's `ExportTraceServiceRequest`
+//! is a single repeated field, so the concatenation of several encoded
+//! requests is itself a valid request and batching is a byte copy.
+//!
+//! Two kinds behind one interface. `Memory` is a bounded deque. `Disk` is the
+//! write-ahead log of `wal.rs`: `push` returns only once the record is in the
+//! log (and, with `fsync = "always"`, on stable storage — the fsync is shared
+//! by every request that appended while the previous one ran: group commit),
+//! so an export acknowledged to the application survives SIGKILL.
+//!
+//! One consumer (the destination's sender) peeks a batch, sends it, then acks
+//! up to its last id; records are never removed before they are delivered or
+//! classified as permanently failed.
+
+use super::config::{FsyncMode, QueueConfig, QueueKind};
+use super::wal::{FsyncPolicy, RecordId, Recovery, Wal, WalConfig, WalError};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// Per-record header inside a disk record: span count, enqueue time.
+const HEADER: usize = 12;
+/// Bookkeeping charged per in-memory record on top of its bytes.
+const ENTRY_OVERHEAD: u64 = 64;
+
+/// One queued export request.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: u64,
+    pub spans: u32,
+    /// Unix milliseconds when it was queued.
+    pub enqueued_ms: u64,
+    /// An encoded `ExportTraceServiceRequest`.
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("forwarding queue full ({used} of {max} bytes)")]
+    Full { used: u64, max: u64 },
+    #[error("request of {len} bytes can never fit in the forwarding queue (max {max} bytes)")]
+    TooLarge { len: u64, max: u64 },
+    #[error("forwarding queue I/O error: {0}")]
+    Io(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub records: u64,
+    pub spans: u64,
+    pub bytes: u64,
+    pub oldest_age: Option<Duration>,
+}
+
+struct MemState {
+    entries: VecDeque<Entry>,
+    bytes: u64,
+    next_id: u64,
+}
+
+struct DiskState {
+    wal: Mutex<Wal>,
+    /// Serializes fsyncs; appenders wait here, and whoever gets it syncs for
+    /// everyone who appended before.
+    sync_gate: Mutex<()>,
+    /// Every id below this is on stable storage.
+    synced_below: AtomicU64,
+    fsync: FsyncMode,
+}
+
+enum Inner {
+    Memory(Mutex<MemState>),
+    Disk(DiskState),
+}
+
+pub struct Queue {
+    inner: Inner,
+    max_bytes: u64,
+    spans: AtomicU64,
+    notify: Notify,
+}
+
+/// What opening a disk queue found.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub recovery: Option<Recovery>,
+    pub recovered_spans: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn wal_err(e: WalError) -> PushError {
+    match e {
+        WalError::Full { used, max } => PushError::Full { used, max },
+        WalError::RecordTooLarge { len, max } => PushError::TooLarge { len, max },
+        other => PushError::Io(other.to_string()),
+    }
+}
+
+impl Queue {
+    pub fn memory(max_bytes: u64) -> Queue {
+        Queue {
+            inner: Inner::Memory(Mutex::new(MemState {
+                entries: VecDeque::new(),
+                bytes: 0,
+                next_id: 1,
+            })),
+            max_bytes,
+            spans: AtomicU64::new(0),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Opens (or creates) a disk queue and counts the spans it still holds.
+    pub fn disk(dir: &Path, cfg: &QueueConfig) -> Result<(Queue, Opened), WalError> {
+        let wal_cfg = WalConfig {
+            segment_bytes: cfg.segment_bytes,
+            max_bytes: cfg.effective_max_bytes(),
+            // Syncing is driven from here (group commit / timer).
+            fsync: FsyncPolicy::Never,
+        };
+        let (wal, recovery) = Wal::open(dir, wal_cfg)?;
+        let mut spans = 0u64;
+        let mut from = RecordId(0);
+        loop {
+            let batch = wal.peek_batch_from(from, 4096, 64 << 20)?;
+            let Some(last) = batch.last() else { break };
+            from = RecordId(last.0 .0 + 1);
+            spans += batch
+                .iter()
+                .map(|(_, p)| u64::from(split(p).0))
+                .sum::<u64>();
+        }
+        let next = wal.next_id().0;
+        let q = Queue {
+            inner: Inner::Disk(DiskState {
+                wal: Mutex::new(wal),
+                sync_gate: Mutex::new(()),
+                synced_below: AtomicU64::new(next),
+                fsync: cfg.fsync,
+            }),
+            max_bytes: cfg.effective_max_bytes(),
+            spans: AtomicU64::new(spans),
+            notify: Notify::new(),
+        };
+        Ok((
+            q,
+            Opened {
+                recovery: Some(recovery),
+                recovered_spans: spans,
+            },
+        ))
+    }
+
+    pub fn open(dir: &Path, cfg: &QueueConfig) -> Result<(Queue, Opened), WalError> {
+        match cfg.kind {
+            QueueKind::Memory => Ok((Queue::memory(cfg.effective_max_bytes()), Opened::default())),
+            QueueKind::Disk => Queue::disk(dir, cfg),
+        }
+    }
+
+    pub fn is_disk(&self) -> bool {
+        matches!(self.inner, Inner::Disk(_))
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Woken on every push.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Would a request of `len` bytes fit now? (An admission check before
+    /// ingest commits to anything; `push` re-checks.)
+    pub fn has_room(&self, len: usize) -> bool {
+        let len = len as u64;
+        match &self.inner {
+            Inner::Memory(m) => m.lock().bytes + len + ENTRY_OVERHEAD <= self.max_bytes,
+            Inner::Disk(d) => d.wal.lock().would_fit(len + HEADER as u64),
+        }
+    }
+
+    /// Queues one request. Disk: blocks on file I/O (run it off the async
+    /// workers), and returns once the record is as durable as `fsync` says.
+    pub fn push(&self, spans: u32, body: &Bytes) -> Result<(), PushError> {
+        let enqueued_ms = now_ms();
+        match &self.inner {
+            Inner::Memory(m) => {
+                let cost = body.len() as u64 + ENTRY_OVERHEAD;
+                let mut m = m.lock();
+                if cost > self.max_bytes {
+                    return Err(PushError::TooLarge {
+                        len: body.len() as u64,
+                        max: self.max_bytes,
+                    });
+                }
+                if m.bytes + cost > self.max_bytes {
+                    return Err(PushError::Full {
+                        used: m.bytes,
+                        max: self.max_bytes,
+                    });
+                }
+                let id = m.next_id;
+                m.next_id += 1;
+                m.bytes += cost;
+                m.entries.push_back(Entry {
+                    id,
+                    spans,
+                    enqueued_ms,
+                    body: body.clone(),
+                });
+            }
+            Inner::Disk(d) => {
+                let mut payload = Vec::with_capacity(HEADER + body.len());
+                payload.extend_from_slice(&spans.to_le_bytes());
+                payload.extend_from_slice(&enqueued_ms.to_le_bytes());
+                payload.extend_from_slice(body);
+                let id = d.wal.lock().append(&payload).map_err(wal_err)?;
+                if d.fsync == FsyncMode::Always {
+                    let _gate = d.sync_gate.lock();
+                    if d.synced_below.load(Ordering::Acquire) <= id.0 {
+                        let mut wal = d.wal.lock();
+                        let below = wal.next_id().0;
+                        wal.sync().map_err(wal_err)?;
+                        d.synced_below.store(below, Ordering::Release);
+                    }
+                }
+            }
+        }
+        self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// fsync what was appended (the `interval` timer, and shutdown).
+    pub fn sync(&self) -> Result<(), WalError> {
+        if let Inner::Disk(d) = &self.inner {
+            let mut wal = d.wal.lock();
+            let below = wal.next_id().0;
+            wal.sync()?;
+            d.synced_below.store(below, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The oldest records, up to `max_records` and `max_bytes` of bodies
+    /// (always at least one record when not empty). Nothing is removed.
+    pub fn peek(&self, max_records: usize, max_bytes: usize) -> Result<Vec<Entry>, WalError> {
+        match &self.inner {
+            Inner::Memory(m) => {
+                let m = m.lock();
+                let mut out = Vec::new();
+                let mut total = 0usize;
+                for e in m.entries.iter().take(max_records) {
+                    if !out.is_empty() && total + e.body.len() > max_bytes {
+                        break;
+                    }
+                    total += e.body.len();
+                    out.push(e.clone());
+                }
+                Ok(out)
+            }
+            Inner::Disk(d) => {
+                let batch = d.wal.lock().peek_batch(max_records, max_bytes)?;
+                Ok(batch
+                    .into_iter()
+                    .map(|(id, payload)| {
+                        let (spans, enqueued_ms) = split(&payload);
+                        let body = if payload.len() >= HEADER {
+                            payload.slice(HEADER..)
+                        } else {
+                            Bytes::new()
+                        };
+                        Entry {
+                            id: id.0,
+                            spans,
+                            enqueued_ms,
+                            body,
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Removes every record with id `<= upto` (delivered, or failed for
+    /// good); `spans` is how many spans they held.
+    pub fn ack(&self, upto: u64, spans: u64) -> Result<(), WalError> {
+        match &self.inner {
+            Inner::Memory(m) => {
+                let mut m = m.lock();
+                while m.entries.front().is_some_and(|e| e.id <= upto) {
+                    if let Some(e) = m.entries.pop_front() {
+                        m.bytes -= e.body.len() as u64 + ENTRY_OVERHEAD;
+                    }
+                }
+            }
+            Inner::Disk(d) => d.wal.lock().ack(RecordId(upto))?,
+        }
+        let _ = self
+            .spans
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some(s.saturating_sub(spans))
+            });
+        Ok(())
+    }
+
+    pub fn depth(&self) -> Depth {
+        let spans = self.spans.load(Ordering::Relaxed);
+        match &self.inner {
+            Inner::Memory(m) => {
+                let m = m.lock();
+                Depth {
+                    records: m.entries.len() as u64,
+                    spans,
+                    bytes: m.bytes,
+                    oldest_age: m
+                        .entries
+                        .front()
+                        .map(|e| Duration::from_millis(now_ms().saturating_sub(e.enqueued_ms))),
+                }
+            }
+            Inner::Disk(d) => {
+                let wal = d.wal.lock();
+                Depth {
+                    records: wal.len_records(),
+                    spans,
+                    bytes: wal.len_bytes(),
+                    oldest_age: wal.oldest_unacked_age(),
+                }
+            }
+        }
+    }
+
+    /// Empties a memory queue (shutdown: what could not be sent is lost and
+    /// must be counted). Returns the spans dropped. No-op on disk.
+    pub fn discard_memory(&self) -> u64 {
+        if let Inner::Memory(m) = &self.inner {
+            let mut m = m.lock();
+            let spans: u64 = m.entries.iter().map(|e| u64::from(e.spans)).sum();
+            m.entries.clear();
+            m.bytes = 0;
+            self.spans.store(0, Ordering::Relaxed);
+            return spans;
+        }
+        0
+    }
+}
+
+/// (spans, enqueued_ms) from a disk record's header.
+fn split(payload: &[u8]) -> (u32, u64) {
+    if payload.len() < HEADER {
+        return (0, 0);
+    }
+    let mut s = [0u8; 4];
+    s.copy_from_slice(&payload[0..4]);
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&payload[4..12]);
+    (u32::from_le_bytes(s), u64::from_le_bytes(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(n: usize, fill: u8) -> Bytes {
+        Bytes::from(vec![fill; n])
+    }
+
+    #[test]
+    fn memory_queue_is_bounded_and_fifo() {
+        let q = Queue::memory(1000);
+        q.push(3, &body(400, 1)).expect("fits");
+        q.push(2, &body(400, 2)).expect("fits");
+        assert!(matches!(
+            q.push(1, &body(400, 3)),
+            Err(PushError::Full { .. })
+        ));
+        assert!(matches!(
+            q.push(1, &body(2000, 3)),
+            Err(PushError::TooLarge { .. })
+        ));
+        let d = q.depth();
+        assert_eq!((d.records, d.spans), (2, 5));
+        let b = q.peek(10, 100).expect("peek");
+        assert_eq!(
+            b.len(),
+            1,
+            "the first record always comes even if over max_bytes"
+        );
+        let b = q.peek(10, 10_000).expect("peek");
+        assert_eq!(b.iter().map(|e| e.body[0]).collect::<Vec<_>>(), vec![1, 2]);
+        q.ack(b[0].id, 3).expect("ack");
+        assert_eq!(q.depth().spans, 2);
+        q.push(1, &body(400, 3)).expect("room again");
+        assert_eq!(q.peek(10, 10_000).expect("peek")[0].body[0], 2);
+    }
+
+    #[test]
+    fn disk_queue_survives_reopen_with_span_counts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = QueueConfig {
+            kind: QueueKind::Disk,
+            max_bytes: 1 << 20,
+            segment_bytes: 64 * 1024,
+            ..QueueConfig::default()
+        };
+        {
+            let (q, opened) = Queue::disk(dir.path(), &cfg).expect("open");
+            assert_eq!(opened.recovered_spans, 0);
+            for i in 0..10u8 {
+                q.push(u32::from(i), &body(1000, i)).expect("push");
+            }
+            let b = q.peek(3, 1 << 20).expect("peek");
+            assert_eq!(b.len(), 3);
+            assert_eq!(b[2].body[..], body(1000, 2)[..]);
+            q.ack(b[2].id, 1 + 2).expect("ack");
+        }
+        let (q, opened) = Queue::disk(dir.path(), &cfg).expect("reopen");
+        assert_eq!(opened.recovered_spans, (3..10).sum::<u64>());
+        let b = q.peek(100, 1 << 20).expect("peek");
+        assert_eq!(b.len(), 7);
+        assert_eq!(b[0].spans, 3);
+        assert_eq!(b[0].body[0], 3);
+        assert!(b[0].enqueued_ms > 0);
+    }
+
+    #[test]
+    fn disk_queue_reports_full() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = QueueConfig {
+            kind: QueueKind::Disk,
+            max_bytes: 128 * 1024,
+            segment_bytes: 64 * 1024,
+            fsync: FsyncMode::Never,
+            ..QueueConfig::default()
+        };
+        let (q, _) = Queue::disk(dir.path(), &cfg).expect("open");
+        let mut n = 0;
+        loop {
+            match q.push(1, &body(10_000, 0)) {
+                Ok(()) => n += 1,
+                Err(PushError::Full { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(n < 100, "never full");
+        }
+        assert!(n >= 10, "{n}");
+        assert!(!q.has_room(10_000));
+    }
+}
