@@ -2,8 +2,11 @@
 # Live check of the dashboards and rules against a real chainpulse:
 #   1. start Debian's prometheus on 127.0.0.1:19090, scraping 127.0.0.1:19464
 #      every 1s and loading deploy/prometheus/{recording,alert}-rules.yaml;
-#   2. start `chainpulse demo` (synthetic LCEL traffic) with its metrics on
-#      127.0.0.1:19464 and OTLP on 127.0.0.1:14317/14318;
+#   2. start a second chainpulse as an upstream on 127.0.0.1:24317 (OTLP/gRPC),
+#      and `chainpulse demo` (synthetic LCEL traffic) with its metrics on
+#      127.0.0.1:19464, OTLP on 127.0.0.1:14317/14318, forwarding everything
+#      to that upstream (so the forwarding panels and alerts have data; the
+#      upstream must have received every span the demo accepted);
 #   3. after ~40 s of scraping run tests/deploy/live_dashboards.py --rules:
 #      every dashboard query and variable must return data (or be in
 #      tests/deploy/live_allow_empty.txt), every rule must evaluate cleanly;
@@ -13,7 +16,9 @@
 # LIVE_DEMO_ARGS (extra demo args, e.g. "--rate 20"), LIVE_KEEP=1 keeps the
 # temp dir with the logs; LIVE_PROM_ADDR (127.0.0.1:19090), LIVE_METRICS_ADDR
 # (127.0.0.1:19464), LIVE_GRPC_ADDR (127.0.0.1:14317), LIVE_HTTP_ADDR
-# (127.0.0.1:14318) move the listeners if those ports are taken.
+# (127.0.0.1:14318), LIVE_UPSTREAM_GRPC (127.0.0.1:24317), LIVE_UPSTREAM_HTTP
+# (127.0.0.1:24318), LIVE_UPSTREAM_METRICS (127.0.0.1:29464) move the listeners
+# if those ports are taken.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,6 +32,9 @@ PROM_ADDR=${LIVE_PROM_ADDR:-127.0.0.1:19090}
 METRICS_ADDR=${LIVE_METRICS_ADDR:-127.0.0.1:19464}
 GRPC_ADDR=${LIVE_GRPC_ADDR:-127.0.0.1:14317}
 HTTP_ADDR=${LIVE_HTTP_ADDR:-127.0.0.1:14318}
+UP_GRPC=${LIVE_UPSTREAM_GRPC:-127.0.0.1:24317}
+UP_HTTP=${LIVE_UPSTREAM_HTTP:-127.0.0.1:24318}
+UP_METRICS=${LIVE_UPSTREAM_METRICS:-127.0.0.1:29464}
 
 if [ ! -x "$BIN" ]; then
   echo "live.sh: chainpulse binary not found at $BIN (set CHAINPULSE_BIN)" >&2
@@ -40,9 +48,10 @@ fi
 WORK=$(mktemp -d)
 PROM_PID=""
 DEMO_PID=""
+UP_PID=""
 cleanup() {
   local rc=$?
-  for pid in "$DEMO_PID" "$PROM_PID"; do
+  for pid in "$DEMO_PID" "$UP_PID" "$PROM_PID"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -51,6 +60,7 @@ cleanup() {
   done
   if [ "$rc" -ne 0 ]; then
     echo "--- chainpulse demo log (tail)"; tail -n 30 "$WORK/demo.log" 2>/dev/null || true
+    echo "--- upstream chainpulse log (tail)"; tail -n 10 "$WORK/upstream.log" 2>/dev/null || true
     echo "--- prometheus log (tail)"; tail -n 15 "$WORK/prometheus.log" 2>/dev/null || true
   fi
   if [ "${LIVE_KEEP:-0}" = 1 ]; then echo "live.sh: kept $WORK"; else rm -rf "$WORK"; fi
@@ -77,9 +87,14 @@ YAML
   --web.listen-address="$PROM_ADDR" >"$WORK/prometheus.log" 2>&1 &
 PROM_PID=$!
 
+"$BIN" run --grpc-addr "$UP_GRPC" --http-addr "$UP_HTTP" --metrics-addr "$UP_METRICS" \
+  >"$WORK/upstream.log" 2>&1 &
+UP_PID=$!
+
 # shellcheck disable=SC2086  # LIVE_DEMO_ARGS is split on purpose
 "$BIN" demo --duration "$DEMO_DURATION" \
   --metrics-addr "$METRICS_ADDR" --grpc-addr "$GRPC_ADDR" --http-addr "$HTTP_ADDR" \
+  --forward "grpc://$UP_GRPC" \
   ${LIVE_DEMO_ARGS:-} >"$WORK/demo.log" 2>&1 &
 DEMO_PID=$!
 
@@ -119,3 +134,28 @@ for line in body.splitlines():
         print("live.sh: " + line)
 PY
 "$PY" "$ROOT/tests/deploy/live_dashboards.py" --prometheus "http://$PROM_ADDR" --rules
+
+# Forwarding worked: the demo delivered spans upstream, lost none, and the
+# upstream counted at least what the demo counts as delivered.
+"$PY" - "http://$METRICS_ADDR/metrics" "http://$UP_METRICS/metrics" <<'PY'
+import re, sys, urllib.request
+def total(url, name, **labels):
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    s = 0.0
+    for line in body.splitlines():
+        m = re.match(r'^(\w+)(\{[^}]*\})? (\S+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            s += float(m.group(3))
+    return s
+demo, up = sys.argv[1], sys.argv[2]
+sent = total(demo, "chainpulse_forward_spans_total", result="sent")
+lost = total(demo, "chainpulse_forward_spans_total", result="failed") + total(demo, "chainpulse_forward_spans_total", result="dropped")
+received = total(up, "chainpulse_spans_received_total")
+print(f"live.sh: forwarding: demo sent {sent:.0f} spans upstream, lost {lost:.0f}; upstream received {received:.0f}")
+if sent <= 0 or lost != 0 or received < sent:
+    print("live.sh: FAIL forwarding to the upstream chainpulse")
+    sys.exit(1)
+PY
