@@ -665,6 +665,44 @@ preset = "langfuse"
         assert_eq!(r[1].name, "tempo-2");
     }
 
+    /// The README's forwarding examples are valid configuration.
+    #[test]
+    fn readme_examples_parse() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("## Forwarding").expect("section");
+        let end = readme[start..].find("## Known limitations").expect("end") + start;
+        let mut toml = String::new();
+        let mut inside = false;
+        for line in readme[start..end].lines() {
+            match (inside, line.trim_end()) {
+                (false, "```toml") => inside = true,
+                (true, "```") => inside = false,
+                (true, l) => {
+                    toml.push_str(l);
+                    toml.push('\n');
+                }
+                _ => {}
+            }
+        }
+        assert!(toml.contains("[[forward.destinations]]"), "{toml}");
+        let c = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let r = c.forward.resolve().expect("resolves");
+        let names: Vec<&str> = r.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "langsmith",
+                "langfuse",
+                "phoenix",
+                "tempo",
+                "jaeger",
+                "otel-gateway"
+            ]
+        );
+        assert!(c.forward.redact.is_some());
+        assert!(c.forward.sampling.enabled);
+    }
+
     #[test]
     fn urls_from_the_command_line() {
         let d = ForwardConfig::destination_from_url("grpc://tempo:4317").expect("ok");
