@@ -688,6 +688,15 @@ def health():
                             f" or 0 * sum by (destination) (rate({fwd}[{RI}])))"
                             f" / sum by (destination) (rate({fwd}[{RI}]))", "{{destination}}")),
                    unit="percentunit", w=12),
+        timeseries("Forward queue fill", "Queued bytes over queue.max_bytes per destination; at "
+                   "100% chainpulse pushes back on the app (or drops, with on_full = drop).",
+                   targets((f"max by (destination) (chainpulse_forward_queue_bytes{{{JI}}}"
+                            f" / chainpulse_forward_queue_max_bytes{{{JI}}})", "{{destination}}")),
+                   unit="percentunit", w=12, threshold_lines=((0.8, "red"),)),
+        timeseries("Back-pressure refusals/s", "Export requests refused because a forwarding "
+                   "queue was full (RESOURCE_EXHAUSTED / 503; the app's SDK retries).",
+                   targets((f'sum by (instance) (rate(chainpulse_otlp_requests_rejected_total{{{JI}, reason="queue_full"}}[{RI}]))',
+                            "{{instance}}")), unit="reqps", w=12),
     ]
 
     items.append(row("Process"))

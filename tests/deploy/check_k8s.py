@@ -189,8 +189,10 @@ def main():
             != "RuntimeDefault":
         problems.append("chainpulse needs seccompProfile RuntimeDefault")
     refs = [e for e in cp.get("env", []) if "secretKeyRef" in (e.get("valueFrom") or {})]
-    if not refs or not all(e["valueFrom"]["secretKeyRef"].get("optional") is True for e in refs):
-        problems.append("upstream keys must come from secretKeyRef with optional: true")
+    # configmap.yaml forwards to LangSmith, so its key is required: a missing
+    # Secret must stop the pod visibly, not queue spans that can never go out.
+    if not refs or any(e["valueFrom"]["secretKeyRef"].get("optional") is True for e in refs):
+        problems.append("upstream keys must come from a required secretKeyRef (not optional)")
     if "LANGSMITH_API_KEY" not in {e["name"] for e in refs}:
         problems.append("LANGSMITH_API_KEY secretKeyRef missing")
     apps = [c for c in pod["containers"]]

@@ -26,6 +26,10 @@ CONTRACT_COUNTERS_GAUGES = {
     # issue 4: forwarding
     "chainpulse_forward_spans_total", "chainpulse_forward_queue_spans",
     "chainpulse_forward_queue_bytes", "chainpulse_forward_oldest_age_seconds",
+    "chainpulse_forward_queue_max_bytes", "chainpulse_forward_batches_total",
+    "chainpulse_forward_failed_spans_total", "chainpulse_forward_wal_corrupt_tails_total",
+    "chainpulse_forward_redactions_total", "chainpulse_forward_truncated_values_total",
+    "chainpulse_sampling_decisions_total",
     # Prometheus itself
     "up", "ALERTS",
 }
