@@ -170,9 +170,14 @@ enum Prepared {
         upto: u64,
         all_spans: u64,
         records: usize,
+        sampled_out: u64,
     },
     /// Nothing left to send after sampling: just ack.
-    AckOnly { upto: u64, all_spans: u64 },
+    AckOnly {
+        upto: u64,
+        all_spans: u64,
+        sampled_out: u64,
+    },
     /// The oldest record's traces are not decided yet.
     Wait,
 }
@@ -290,15 +295,23 @@ impl Sender {
             if entries.is_empty() {
                 continue;
             }
-            let (body, spans, upto, all_spans, records) = match self.prepare(&entries) {
+            let (body, spans, upto, all_spans, records, sampled_out) = match self.prepare(&entries)
+            {
                 Prepared::Wait => {
                     if !self.pause(Duration::from_millis(100)).await {
                         return;
                     }
                     continue;
                 }
-                Prepared::AckOnly { upto, all_spans } => {
+                Prepared::AckOnly {
+                    upto,
+                    all_spans,
+                    sampled_out,
+                } => {
                     self.ack(upto, all_spans).await;
+                    // Counted at the ack: a batch re-read (isolation) is
+                    // filtered again and must not count twice.
+                    self.dest.metrics.sampled_out.increment(sampled_out);
                     continue;
                 }
                 Prepared::Send {
@@ -307,7 +320,8 @@ impl Sender {
                     upto,
                     all_spans,
                     records,
-                } => (body, spans, upto, all_spans, records),
+                    sampled_out,
+                } => (body, spans, upto, all_spans, records, sampled_out),
             };
             let mut attempt = 0u32;
             let isolate = loop {
@@ -380,6 +394,7 @@ impl Sender {
                 continue;
             }
             self.ack(upto, all_spans).await;
+            self.dest.metrics.sampled_out.increment(sampled_out);
             if upto >= isolate_until {
                 isolate_until = 0;
             }
@@ -406,11 +421,13 @@ impl Sender {
                 upto: entries.last().map_or(0, |e| e.id),
                 all_spans: all,
                 records: entries.len(),
+                sampled_out: 0,
             };
         };
         let now = now_ms();
         let mut bodies: Vec<Bytes> = Vec::new();
         let mut kept_spans = 0u64;
+        let mut sampled_out = 0u64;
         let mut all_spans = 0u64;
         let mut upto = None;
         for e in entries {
@@ -420,10 +437,7 @@ impl Sender {
                 Filtered::Undecided => break,
                 Filtered::Keep(b, n) => {
                     kept_spans += n;
-                    self.dest
-                        .metrics
-                        .sampled_out
-                        .increment(u64::from(e.spans).saturating_sub(n));
+                    sampled_out += u64::from(e.spans).saturating_sub(n);
                     if !b.is_empty() {
                         bodies.push(b);
                     }
@@ -436,7 +450,11 @@ impl Sender {
             return Prepared::Wait;
         };
         if bodies.is_empty() {
-            return Prepared::AckOnly { upto, all_spans };
+            return Prepared::AckOnly {
+                upto,
+                all_spans,
+                sampled_out,
+            };
         }
         Prepared::Send {
             records: bodies.len(),
@@ -444,6 +462,7 @@ impl Sender {
             spans: kept_spans,
             upto,
             all_spans,
+            sampled_out,
         }
     }
 }

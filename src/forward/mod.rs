@@ -189,6 +189,7 @@ impl Forwarder {
         let spans32 = u32::try_from(spans).unwrap_or(u32::MAX);
         // Admission first, so a refused request leaves no copy anywhere.
         let mut targets: Vec<&Arc<Destination>> = Vec::with_capacity(self.destinations.len());
+        let mut full: Vec<&Arc<Destination>> = Vec::new();
         for d in &self.destinations {
             if d.queue.has_room(body.len()) {
                 targets.push(d);
@@ -198,8 +199,13 @@ impl Forwarder {
                     retry_after: BACKPRESSURE_RETRY_AFTER,
                 });
             } else {
-                d.metrics.lost("queue_full", spans, true);
+                full.push(d);
             }
+        }
+        // Counted only once the request is admitted: a refused request is
+        // retried by the client and must not be counted twice.
+        for d in full {
+            d.metrics.lost("queue_full", spans, true);
         }
         let (disk, memory): (Vec<_>, Vec<_>) = targets.into_iter().partition(|d| d.queue.is_disk());
         for d in memory {
