@@ -216,6 +216,9 @@ impl Queue {
                 let id = m.next_id;
                 m.next_id += 1;
                 m.bytes += cost;
+                // Counted before the record is visible to the sender, so an
+                // ack can never subtract spans not yet added.
+                self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
                 m.entries.push_back(Entry {
                     id,
                     spans,
@@ -228,7 +231,16 @@ impl Queue {
                 payload.extend_from_slice(&spans.to_le_bytes());
                 payload.extend_from_slice(&enqueued_ms.to_le_bytes());
                 payload.extend_from_slice(body);
-                let id = d.wal.lock().append(&payload).map_err(wal_err)?;
+                // Counted before the append makes it visible to the sender
+                // (see the memory case); taken back if the append fails.
+                self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
+                let id = match d.wal.lock().append(&payload) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        self.spans.fetch_sub(u64::from(spans), Ordering::Relaxed);
+                        return Err(wal_err(e));
+                    }
+                };
                 if d.fsync == FsyncMode::Always {
                     let _gate = d.sync_gate.lock();
                     if d.synced_below.load(Ordering::Acquire) <= id.0 {
@@ -240,7 +252,6 @@ impl Queue {
                 }
             }
         }
-        self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
         self.notify.notify_one();
         Ok(())
     }
