@@ -907,3 +907,112 @@ async fn queue_gauge_returns_to_zero_after_load_against_a_live_upstream() {
     let (status, _) = cp.sigterm().await;
     assert!(status.success(), "exit status {status}:\n{}", cp.log_text());
 }
+
+/// Resident memory of a process, from /proc (Linux).
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A slow upstream and a small memory queue under a flood of big requests:
+/// back-pressure appears (RESOURCE_EXHAUSTED with RetryInfo), the queue never
+/// passes its bound, the process's resident memory stays bounded, and every
+/// acknowledged span is delivered once the upstream catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_upstream_gets_back_pressure_and_bounded_memory() {
+    const QUEUE_MAX: u64 = 4 << 20;
+    let up = Upstream::start().await;
+    up.set_mode(Mode::Slow(Duration::from_millis(300)));
+    let mut inst = Instance::new(
+        "grpc",
+        &up,
+        &format!(r#"kind = "memory", max_bytes = {QUEUE_MAX}"#),
+        200,
+        5000,
+    );
+    let cp = inst.start().await;
+    let pid = cp.child.id();
+    let rss_before = rss_bytes(pid).expect("VmRSS");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..LOAD_TASKS {
+        let stop = stop.clone();
+        let port = cp.grpc;
+        tasks.push(tokio::spawn(async move {
+            let mut client = connect(port).await;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + t as u64);
+            let (mut acked, mut refused, mut other) = (Vec::new(), 0usize, 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                // ~50-200 KiB per request: mostly 10 KiB attributes.
+                let (req, ids) = request(&mut rng, 5..=20, 0.9);
+                match client.export(req).await {
+                    Ok(_) => acked.extend(ids),
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                        assert!(
+                            common::upstream::retry_delay_of(&s).is_some(),
+                            "back-pressure carries RetryInfo: {s:?}"
+                        );
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => other += 1,
+                }
+            }
+            (acked, refused, other)
+        }));
+    }
+    let mut max_rss = rss_before;
+    let mut max_queue = 0.0f64;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        max_rss = max_rss.max(rss_bytes(pid).unwrap_or(0));
+        let m = cp.scrape().await;
+        let q = metric(
+            &m,
+            "chainpulse_forward_queue_bytes",
+            &[("destination", DEST)],
+        )
+        .unwrap_or(0.0);
+        max_queue = max_queue.max(q);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut acked: HashSet<SpanKey> = HashSet::new();
+    let (mut refused, mut other) = (0, 0);
+    for t in tasks {
+        let (a, r, o) = t.await.expect("load task");
+        acked.extend(a);
+        refused += r;
+        other += o;
+    }
+    up.set_mode(Mode::Accept);
+    let delivered = wait_delivered(&up, &acked, Duration::from_secs(30)).await;
+    eprintln!(
+        "LOSS-TEST slow-upstream: acked={} refused_requests={refused} other_errors={other} delivered={} max_queue_bytes={max_queue} (limit {QUEUE_MAX}) rss_before={:.1}MiB max_rss={:.1}MiB",
+        acked.len(),
+        up.span_ids().intersection(&acked).count(),
+        rss_before as f64 / 1048576.0,
+        max_rss as f64 / 1048576.0,
+    );
+    assert!(
+        refused > 0,
+        "a 4 MiB queue behind a 300 ms upstream must push back"
+    );
+    assert_eq!(other, 0, "only back-pressure refusals are expected");
+    assert!(
+        max_queue <= QUEUE_MAX as f64,
+        "queue bytes {max_queue} over {QUEUE_MAX}"
+    );
+    // Queue bound + in-flight requests + the process itself; far from the
+    // unbounded growth a queue without a limit would show.
+    assert!(
+        max_rss < rss_before + 96 * 1024 * 1024,
+        "resident memory grew from {rss_before} to {max_rss}"
+    );
+    assert!(
+        delivered,
+        "every acknowledged span is delivered once the upstream catches up"
+    );
+}
