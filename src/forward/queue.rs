@@ -73,7 +73,13 @@ struct DiskState {
     /// Every id below this is on stable storage.
     synced_below: AtomicU64,
     fsync: FsyncMode,
+    /// Acks are recorded in memory at once and written to the `ack` file at
+    /// most this often (a crash in between redelivers: duplicates, not loss).
+    last_ack_persist: Mutex<std::time::Instant>,
 }
+
+/// How often a disk queue's delivery position is made durable.
+const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 enum Inner {
     Memory(Mutex<MemState>),
@@ -149,6 +155,7 @@ impl Queue {
                 sync_gate: Mutex::new(()),
                 synced_below: AtomicU64::new(next),
                 fsync: cfg.fsync,
+                last_ack_persist: Mutex::new(std::time::Instant::now()),
             }),
             max_bytes: cfg.effective_max_bytes(),
             spans: AtomicU64::new(spans),
@@ -242,12 +249,18 @@ impl Queue {
                     }
                 };
                 if d.fsync == FsyncMode::Always {
+                    // Group commit: one fsync covers every append made before
+                    // it started, and runs without the WAL lock so appends
+                    // and the sender's reads go on meanwhile.
                     let _gate = d.sync_gate.lock();
                     if d.synced_below.load(Ordering::Acquire) <= id.0 {
-                        let mut wal = d.wal.lock();
-                        let below = wal.next_id().0;
-                        wal.sync().map_err(wal_err)?;
-                        d.synced_below.store(below, Ordering::Release);
+                        let (file, below) = d.wal.lock().sync_handle().map_err(wal_err)?;
+                        if file.sync_data().is_err() {
+                            // Let the WAL see the failure itself (it poisons
+                            // itself: the kernel may have dropped the pages).
+                            d.wal.lock().sync().map_err(wal_err)?;
+                        }
+                        d.synced_below.store(below.0, Ordering::Release);
                     }
                 }
             }
@@ -259,10 +272,13 @@ impl Queue {
     /// fsync what was appended (the `interval` timer, and shutdown).
     pub fn sync(&self) -> Result<(), WalError> {
         if let Inner::Disk(d) = &self.inner {
-            let mut wal = d.wal.lock();
-            let below = wal.next_id().0;
-            wal.sync()?;
-            d.synced_below.store(below, Ordering::Release);
+            let (file, below) = d.wal.lock().sync_handle()?;
+            if file.sync_data().is_err() {
+                d.wal.lock().sync()?;
+            }
+            d.synced_below.store(below.0, Ordering::Release);
+            d.wal.lock().persist_ack()?;
+            *d.last_ack_persist.lock() = std::time::Instant::now();
         }
         Ok(())
     }
@@ -319,7 +335,15 @@ impl Queue {
                     }
                 }
             }
-            Inner::Disk(d) => d.wal.lock().ack(RecordId(upto))?,
+            Inner::Disk(d) => {
+                let mut wal = d.wal.lock();
+                wal.ack_volatile(RecordId(upto))?;
+                let mut last = d.last_ack_persist.lock();
+                if last.elapsed() >= ACK_PERSIST_EVERY {
+                    wal.persist_ack()?;
+                    *last = std::time::Instant::now();
+                }
+            }
         }
         let _ = self
             .spans

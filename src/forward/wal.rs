@@ -423,8 +423,10 @@ pub struct Wal {
     /// Never empty; the back is the active (appended-to) segment.
     segments: VecDeque<Segment>,
     next_id: u64,
-    /// First id not acknowledged (persisted in the `ack` file).
+    /// First id not acknowledged.
     ack_next: u64,
+    /// What the `ack` file says (`<= ack_next`; see [`Wal::ack_volatile`]).
+    ack_persisted: u64,
     used_bytes: u64,
     unsynced: u64,
     last_sync: Instant,
@@ -528,6 +530,7 @@ impl Wal {
             segments,
             next_id,
             ack_next,
+            ack_persisted: ack_next,
             used_bytes: 0,
             unsynced: 0,
             last_sync: Instant::now(),
@@ -763,9 +766,54 @@ impl Wal {
         }
         write_ack(&self.dir, new_next)?;
         self.ack_next = new_next;
+        self.ack_persisted = new_next;
         self.reclaim();
         self.refresh_oldest_ts();
         Ok(())
+    }
+
+    /// Like [`Wal::ack`], without writing the `ack` file (no fsync, no
+    /// rename): for a consumer acking every few milliseconds. Segments whose
+    /// records are all acked are still deleted — safe, since a crash then
+    /// redelivers from the oldest remaining segment (more duplicates, never a
+    /// loss). Call [`Wal::persist_ack`] periodically to bound the duplicates.
+    pub fn ack_volatile(&mut self, upto: RecordId) -> Result<(), WalError> {
+        if upto.0 >= self.next_id {
+            return Err(WalError::AckOutOfRange {
+                upto,
+                next: RecordId(self.next_id),
+            });
+        }
+        let new_next = upto.0 + 1;
+        if new_next <= self.ack_next {
+            return Ok(());
+        }
+        self.ack_next = new_next;
+        self.reclaim();
+        self.refresh_oldest_ts();
+        Ok(())
+    }
+
+    /// Writes the acknowledgement position if [`Wal::ack_volatile`] moved it.
+    pub fn persist_ack(&mut self) -> Result<(), WalError> {
+        if self.ack_persisted < self.ack_next {
+            write_ack(&self.dir, self.ack_next)?;
+            self.ack_persisted = self.ack_next;
+        }
+        Ok(())
+    }
+
+    /// A handle on the active segment and the id below which its records
+    /// were appended: fsyncing the handle makes them durable, and can be
+    /// done without holding the `Wal` (so appends and reads go on meanwhile).
+    /// Earlier segments were fsynced when they were sealed.
+    pub fn sync_handle(&self) -> Result<(File, RecordId), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let seg = self.active();
+        let f = seg.file.try_clone().map_err(|e| io_err(&seg.path, e))?;
+        Ok((f, RecordId(self.next_id)))
     }
 
     /// Unacknowledged records.
@@ -876,6 +924,7 @@ impl Drop for Wal {
         if self.unsynced > 0 && !self.poisoned {
             let _ = self.sync_active();
         }
+        let _ = self.persist_ack();
     }
 }
 
@@ -919,6 +968,42 @@ mod tests {
     use std::collections::HashMap;
     use std::io::{BufRead, Write};
     use std::process::{Command, Stdio};
+
+    /// A volatile ack that never reached the `ack` file (a crash right after)
+    /// costs duplicates, never records: segments it already deleted were
+    /// fully delivered, and the rest is delivered again.
+    #[test]
+    fn volatile_acks_lost_in_a_crash_redeliver_without_loss() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = cfg(4096, 1 << 20, FsyncPolicy::Never);
+        let (mut wal, _) = Wal::open(dir.path(), c.clone()).expect("open");
+        let mut ids = Vec::new();
+        for i in 0..40u32 {
+            ids.push(wal.append(&[i as u8; 500]).expect("append"));
+        }
+        wal.ack(ids[5]).expect("durable ack");
+        wal.ack_volatile(ids[29]).expect("volatile ack");
+        assert_eq!(wal.len_records(), 10);
+        wal.sync().expect("sync");
+        // A crash: no Drop, so the volatile position is never written.
+        std::mem::forget(wal);
+        let (wal, rec) = Wal::open(dir.path(), c).expect("reopen");
+        let got: Vec<u64> = wal
+            .peek_batch(1000, 1 << 20)
+            .expect("peek")
+            .into_iter()
+            .map(|(id, _)| id.0)
+            .collect();
+        for id in &ids[30..] {
+            assert!(got.contains(&id.0), "record {id} lost");
+        }
+        assert!(
+            got.len() > 10,
+            "the unpersisted acks are redelivered: {got:?}"
+        );
+        assert!(got.iter().all(|id| *id > ids[5].0), "durable acks hold");
+        assert_eq!(rec.unacked_records, got.len() as u64);
+    }
 
     fn cfg(segment_bytes: u64, max_bytes: u64, fsync: FsyncPolicy) -> WalConfig {
         WalConfig {
