@@ -277,6 +277,10 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     /// How long a partial batch may wait for more spans.
     pub flush_interval_ms: u64,
+    /// Export calls in flight at once (acked in order). One call per round
+    /// trip caps a remote upstream at `max_spans` per RTT; a few overlap the
+    /// waits.
+    pub max_in_flight: usize,
 }
 
 impl Default for BatchConfig {
@@ -285,6 +289,7 @@ impl Default for BatchConfig {
             max_spans: 2048,
             max_bytes: 3 << 20,
             flush_interval_ms: 200,
+            max_in_flight: 4,
         }
     }
 }
@@ -458,6 +463,9 @@ impl ForwardConfig {
                     key("batch"),
                     "max_spans must be > 0 and max_bytes at least 1024",
                 ));
+            }
+            if !(1..=64).contains(&d.batch.max_in_flight) {
+                return Err(invalid(key("batch.max_in_flight"), "must be from 1 to 64"));
             }
             if d.retry.initial_backoff_ms == 0
                 || d.retry.max_backoff_ms < d.retry.initial_backoff_ms

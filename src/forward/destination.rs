@@ -5,7 +5,8 @@
 //! spans and bytes, waiting up to `flush_interval` for a partial one to
 //! fill), applies tail-sampling decisions, makes one export call, and only
 //! then acks: a record leaves the queue when the upstream took it or refused
-//! it for good. Retryable failures back off (exponential, jittered, honouring
+//! it for good. Several calls may be in flight (`batch.max_in_flight`); they
+//! are acked in the order they were read. Retryable failures back off (exponential, jittered, honouring
 //! RetryInfo / Retry-After) and retry the same batch forever — the queue
 //! bound, not a retry budget, decides when the application is pushed back.
 //! A permanent failure of a multi-request batch is retried one request at a
@@ -20,6 +21,7 @@ use crate::export::names::*;
 use crate::export::Registry;
 use crate::otlp_view::TraceIdsRequest;
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::Mutex;
 use prost::Message;
@@ -145,7 +147,7 @@ impl Destination {
 /// Sender state that is not configuration.
 pub struct Sender {
     pub dest: Arc<Destination>,
-    pub client: Client,
+    pub client: Arc<Client>,
     pub batch: BatchConfig,
     pub backoff: Backoff,
     pub sampler: Option<Arc<Sampler>>,
@@ -162,24 +164,53 @@ pub fn backoff_from(r: &RetryConfig) -> Backoff {
     }
 }
 
+/// One export call's worth of queued records, after sampling.
+struct Batch {
+    /// Each record's bytes to send (sampled-out records are absent) and
+    /// span count.
+    parts: Vec<(Bytes, u64)>,
+    /// Last record id covered: acked when the call is final.
+    upto: u64,
+    /// Spans of every covered record (queue accounting).
+    all_spans: u64,
+    sampled_out: u64,
+}
+
 enum Prepared {
-    /// Send `body` (`spans` spans), then ack through `upto`.
-    Send {
-        body: Bytes,
-        spans: u64,
-        upto: u64,
-        all_spans: u64,
-        records: usize,
-        sampled_out: u64,
-    },
-    /// Nothing left to send after sampling: just ack.
-    AckOnly {
-        upto: u64,
-        all_spans: u64,
-        sampled_out: u64,
-    },
+    Ready(Batch),
     /// The oldest record's traces are not decided yet.
     Wait,
+}
+
+/// How an export call ended.
+enum Outcome {
+    /// Delivered or refused for good: ack through `upto`.
+    Done {
+        upto: u64,
+        all_spans: u64,
+        sampled_out: u64,
+    },
+    /// Shutdown's deadline passed while retrying: leave it queued.
+    Abandoned,
+}
+
+enum Final {
+    Delivered,
+    Refused(String),
+}
+
+/// What the in-flight calls of one destination share.
+struct Shared {
+    dest: Arc<Destination>,
+    client: Arc<Client>,
+    backoff: Backoff,
+    log: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    failing_since: Option<Instant>,
+    last_log: Option<Instant>,
 }
 
 fn now_ms() -> u64 {
@@ -188,45 +219,164 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl Sender {
-    fn deadline(&self) -> Option<tokio::time::Instant> {
-        *self.shutdown.borrow()
-    }
+fn deadline_of(rx: &watch::Receiver<Option<tokio::time::Instant>>) -> Option<tokio::time::Instant> {
+    *rx.borrow()
+}
 
-    /// Sleeps `d`, cut short by shutdown's deadline. False when the
-    /// deadline has passed (stop now).
-    async fn pause(&mut self, d: Duration) -> bool {
-        let until = tokio::time::Instant::now() + d;
-        loop {
-            let stop_at = self.deadline();
-            let wake = stop_at.map_or(until, |s| s.min(until));
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() {
-                        // Forwarder dropped: stop.
-                        return false;
-                    }
-                    continue;
+/// Sleeps `d`, cut short by shutdown's deadline. False when the deadline
+/// has passed (stop now) or the forwarder is gone.
+async fn pause(rx: &mut watch::Receiver<Option<tokio::time::Instant>>, d: Duration) -> bool {
+    let until = tokio::time::Instant::now() + d;
+    loop {
+        let stop_at = deadline_of(rx);
+        let wake = stop_at.map_or(until, |s| s.min(until));
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return false;
                 }
+                continue;
             }
-            if stop_at.is_some_and(|s| tokio::time::Instant::now() >= s) {
-                return false;
+        }
+        return stop_at.is_none_or(|s| tokio::time::Instant::now() < s);
+    }
+}
+
+impl Shared {
+    /// Sends `body` until the upstream takes it or refuses it for good;
+    /// `None` if shutdown's deadline passed first.
+    async fn send_until_final(
+        &self,
+        body: Bytes,
+        spans: u64,
+        rx: &mut watch::Receiver<Option<tokio::time::Instant>>,
+    ) -> Option<Final> {
+        let m = &self.dest.metrics;
+        let mut attempt = 0u32;
+        loop {
+            let t0 = Instant::now();
+            let result = self.client.send(body.clone()).await;
+            m.send_duration.record(t0.elapsed().as_secs_f64());
+            match result {
+                Ok(d) => {
+                    let rejected = (d.rejected_spans.max(0) as u64).min(spans);
+                    m.sent.increment(spans - rejected);
+                    m.batches_sent.increment(1);
+                    if rejected > 0 {
+                        m.lost("partial_rejected", rejected, false);
+                        tracing::warn!(destination = %self.dest.name, rejected, message = %d.message, "forward: upstream accepted the batch but rejected some spans");
+                    }
+                    let mut log = self.log.lock();
+                    if let Some(since) = log.failing_since.take() {
+                        tracing::info!(destination = %self.dest.name, down_for_s = since.elapsed().as_secs_f64(), "forward: upstream reachable again; delivering the backlog");
+                        log.last_log = None;
+                    }
+                    return Some(Final::Delivered);
+                }
+                Err(Failure::Retryable { reason, after }) => {
+                    attempt += 1;
+                    m.retried.increment(spans);
+                    m.batches_retried.increment(1);
+                    let delay = {
+                        let mut rng = rand::rngs::StdRng::from_os_rng();
+                        self.backoff.delay(attempt, after, &mut rng)
+                    };
+                    {
+                        let mut log = self.log.lock();
+                        if log.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                            let d = self.dest.queue.depth();
+                            tracing::warn!(
+                                destination = %self.dest.name,
+                                endpoint = %self.dest.endpoint,
+                                via = self.client.describe(),
+                                reason = %reason,
+                                attempt,
+                                retry_in_ms = delay.as_millis() as u64,
+                                queued_spans = d.spans,
+                                "forward: export failed; retrying (nothing is dropped)"
+                            );
+                            log.last_log = Some(Instant::now());
+                        }
+                        log.failing_since.get_or_insert_with(Instant::now);
+                    }
+                    if !pause(rx, delay).await {
+                        return None;
+                    }
+                }
+                Err(Failure::Permanent { reason }) => return Some(Final::Refused(reason)),
             }
-            return true;
         }
     }
 
-    async fn peek(&self, records: usize) -> Result<Vec<Entry>, String> {
+    fn refused(&self, reason: &str, spans: u64) {
+        self.dest.metrics.batches_failed.increment(1);
+        self.dest.metrics.lost(reason, spans, false);
+        tracing::error!(
+            destination = %self.dest.name,
+            endpoint = %self.dest.endpoint,
+            reason = %reason,
+            spans,
+            "forward: upstream refused the spans for good; not retrying"
+        );
+    }
+
+    /// One batch, to a final outcome. A batch of several requests refused
+    /// for good is retried one request at a time, so that only the bad one
+    /// is lost.
+    async fn deliver(
+        self: Arc<Self>,
+        batch: Batch,
+        mut rx: watch::Receiver<Option<tokio::time::Instant>>,
+    ) -> Outcome {
+        let done = Outcome::Done {
+            upto: batch.upto,
+            all_spans: batch.all_spans,
+            sampled_out: batch.sampled_out,
+        };
+        if batch.parts.is_empty() {
+            return done;
+        }
+        let spans: u64 = batch.parts.iter().map(|p| p.1).sum();
+        let body = concat(batch.parts.iter().map(|p| &p.0));
+        match self.send_until_final(body, spans, &mut rx).await {
+            None => return Outcome::Abandoned,
+            Some(Final::Delivered) => {}
+            Some(Final::Refused(reason)) if batch.parts.len() > 1 => {
+                tracing::warn!(destination = %self.dest.name, reason = %reason, requests = batch.parts.len(),
+                    "forward: upstream refused a batch; retrying its requests one by one");
+                for (body, n) in batch.parts {
+                    match self.send_until_final(body, n, &mut rx).await {
+                        None => return Outcome::Abandoned,
+                        Some(Final::Delivered) => {}
+                        Some(Final::Refused(reason)) => self.refused(&reason, n),
+                    }
+                }
+            }
+            Some(Final::Refused(reason)) => self.refused(&reason, spans),
+        }
+        done
+    }
+}
+
+impl Sender {
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        deadline_of(&self.shutdown)
+    }
+
+    /// Queued records after id `after`, up to a batch's worth.
+    async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, String> {
         let q = self.dest.queue.clone();
         let max_bytes = self.batch.max_bytes;
+        let records = self.batch.max_spans.min(4096);
         if q.is_disk() {
-            tokio::task::spawn_blocking(move || q.peek(records, max_bytes))
+            tokio::task::spawn_blocking(move || q.peek_after(after, records, max_bytes))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())
         } else {
-            q.peek(records, max_bytes).map_err(|e| e.to_string())
+            q.peek_after(after, records, max_bytes)
+                .map_err(|e| e.to_string())
         }
     }
 
@@ -248,155 +398,82 @@ impl Sender {
     }
 
     /// Runs until shutdown has drained the queue or passed its deadline.
+    ///
+    /// Up to `batch.max_in_flight` export calls run at once (a remote
+    /// upstream's round trip would otherwise cap the rate at one batch per
+    /// round trip). They complete in any order but are acked in the order
+    /// they were read, so the queue's acknowledged prefix never skips a
+    /// record still in flight.
     pub async fn run(mut self) {
-        let mut rng = rand::rngs::StdRng::from_os_rng();
-        let mut isolate_until: u64 = 0;
-        let mut failing_since: Option<Instant> = None;
-        let mut last_log: Option<Instant> = None;
+        let shared = Arc::new(Shared {
+            dest: self.dest.clone(),
+            client: self.client.clone(),
+            backoff: self.backoff.clone(),
+            log: Mutex::new(LogState::default()),
+        });
+        let max_in_flight = self.batch.max_in_flight.max(1);
+        let flush = Duration::from_millis(self.batch.flush_interval_ms);
+        let mut inflight = FuturesOrdered::new();
+        // Highest record id handed to a call.
+        let mut last_read: u64 = 0;
         loop {
             self.dest.refresh_gauges();
-            let depth = self.dest.queue.depth();
-            let draining = self.deadline().is_some();
-            if depth.records == 0 {
-                if draining {
-                    return;
-                }
-                tokio::select! {
-                    _ = self.dest.queue.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    r = self.shutdown.changed() => if r.is_err() { return },
-                }
-                continue;
-            }
-            // Let a partial batch fill for up to flush_interval.
-            let flush = Duration::from_millis(self.batch.flush_interval_ms);
-            let age = depth.oldest_age.unwrap_or(Duration::ZERO);
-            if !draining
-                && (depth.spans as usize) < self.batch.max_spans
-                && (depth.bytes as usize) < self.batch.max_bytes
-                && age < flush
-            {
-                tokio::select! {
-                    _ = tokio::time::sleep(flush - age) => {}
-                    r = self.shutdown.changed() => if r.is_err() { return },
-                }
-            }
-            let records = if isolate_until > 0 { 1 } else { 4096 };
-            let entries = match self.peek(records).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(destination = %self.dest.name, error = %e, "forward: cannot read the queue");
-                    if !self.pause(Duration::from_secs(1)).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if entries.is_empty() {
-                continue;
-            }
-            let (body, spans, upto, all_spans, records, sampled_out) = match self.prepare(&entries)
-            {
-                Prepared::Wait => {
-                    if !self.pause(Duration::from_millis(100)).await {
-                        return;
-                    }
-                    continue;
-                }
-                Prepared::AckOnly {
-                    upto,
-                    all_spans,
-                    sampled_out,
-                } => {
-                    self.ack(upto, all_spans).await;
-                    // Counted at the ack: a batch re-read (isolation) is
-                    // filtered again and must not count twice.
-                    self.dest.metrics.sampled_out.increment(sampled_out);
-                    continue;
-                }
-                Prepared::Send {
-                    body,
-                    spans,
-                    upto,
-                    all_spans,
-                    records,
-                    sampled_out,
-                } => (body, spans, upto, all_spans, records, sampled_out),
-            };
-            let mut attempt = 0u32;
-            let isolate = loop {
-                let t0 = Instant::now();
-                let result = self.client.send(body.clone()).await;
-                self.dest
-                    .metrics
-                    .send_duration
-                    .record(t0.elapsed().as_secs_f64());
-                match result {
-                    Ok(d) => {
-                        let rejected = (d.rejected_spans.max(0) as u64).min(spans);
-                        self.dest.metrics.sent.increment(spans - rejected);
-                        self.dest.metrics.batches_sent.increment(1);
-                        if rejected > 0 {
-                            self.dest.metrics.lost("partial_rejected", rejected, false);
-                            tracing::warn!(destination = %self.dest.name, rejected, message = %d.message, "forward: upstream accepted the batch but rejected some spans");
-                        }
-                        if let Some(since) = failing_since.take() {
-                            tracing::info!(destination = %self.dest.name, down_for_s = since.elapsed().as_secs_f64(), "forward: upstream reachable again; delivering the backlog");
-                            last_log = None;
-                        }
-                        break false;
-                    }
-                    Err(Failure::Retryable { reason, after }) => {
-                        attempt += 1;
-                        self.dest.metrics.retried.increment(spans);
-                        self.dest.metrics.batches_retried.increment(1);
-                        let delay = self.backoff.delay(attempt, after, &mut rng);
-                        if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                            let d = self.dest.queue.depth();
-                            tracing::warn!(
-                                destination = %self.dest.name,
-                                endpoint = %self.dest.endpoint,
-                                via = self.client.describe(),
-                                reason = %reason,
-                                attempt,
-                                retry_in_ms = delay.as_millis() as u64,
-                                queued_spans = d.spans,
-                                "forward: export failed; retrying (nothing is dropped)"
-                            );
-                            last_log = Some(Instant::now());
-                        }
-                        failing_since.get_or_insert_with(Instant::now);
-                        if !self.pause(delay).await {
+            let deadline = self.deadline();
+            let past_deadline = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            let mut wait = Duration::from_secs(1);
+            let mut idle = false;
+            if inflight.len() < max_in_flight && !past_deadline {
+                match self.peek_after(last_read).await {
+                    Err(e) => {
+                        tracing::error!(destination = %self.dest.name, error = %e, "forward: cannot read the queue");
+                        if !pause(&mut self.shutdown, Duration::from_secs(1)).await {
                             return;
                         }
+                        continue;
                     }
-                    Err(Failure::Permanent { reason }) => {
-                        if records > 1 {
-                            tracing::warn!(destination = %self.dest.name, reason = %reason, records, "forward: upstream refused a batch; retrying its requests one by one");
-                            break true;
+                    Ok(entries) if entries.is_empty() => idle = true,
+                    Ok(entries) => {
+                        let spans: u64 = entries.iter().map(|e| u64::from(e.spans)).sum();
+                        let bytes: usize = entries.iter().map(|e| e.body.len()).sum();
+                        let age =
+                            Duration::from_millis(now_ms().saturating_sub(entries[0].enqueued_ms));
+                        if deadline.is_none()
+                            && (spans as usize) < self.batch.max_spans
+                            && bytes < self.batch.max_bytes
+                            && age < flush
+                        {
+                            // A partial batch waits up to flush_interval.
+                            wait = flush - age;
+                        } else {
+                            match self.prepare(&entries) {
+                                Prepared::Wait => wait = Duration::from_millis(100),
+                                Prepared::Ready(batch) => {
+                                    last_read = batch.upto;
+                                    let rx = self.shutdown.clone();
+                                    inflight.push_back(shared.clone().deliver(batch, rx));
+                                    continue;
+                                }
+                            }
                         }
-                        self.dest.metrics.batches_failed.increment(1);
-                        self.dest.metrics.lost(&reason, spans, false);
-                        tracing::error!(
-                            destination = %self.dest.name,
-                            endpoint = %self.dest.endpoint,
-                            reason = %reason,
-                            spans,
-                            "forward: upstream refused the spans for good; not retrying"
-                        );
-                        break false;
                     }
                 }
-            };
-            if isolate {
-                // Re-read the same records one at a time to find the culprit.
-                isolate_until = upto;
-                continue;
             }
-            self.ack(upto, all_spans).await;
-            self.dest.metrics.sampled_out.increment(sampled_out);
-            if upto >= isolate_until {
-                isolate_until = 0;
+            if inflight.is_empty() && (past_deadline || (idle && deadline.is_some())) {
+                return;
+            }
+            tokio::select! {
+                Some(outcome) = inflight.next(), if !inflight.is_empty() => match outcome {
+                    Outcome::Done { upto, all_spans, sampled_out } => {
+                        self.ack(upto, all_spans).await;
+                        self.dest.metrics.sampled_out.increment(sampled_out);
+                    }
+                    // Later calls are not acked either: the queue keeps
+                    // everything from here for the next start.
+                    Outcome::Abandoned => return,
+                },
+                _ = self.dest.queue.notified(), if inflight.len() < max_in_flight => {}
+                _ = tokio::time::sleep(wait) => {}
+                r = self.shutdown.changed() => if r.is_err() { return },
             }
         }
     }
@@ -415,18 +492,18 @@ impl Sender {
         let entries = &entries[..take.max(1)];
         let Some(sampler) = &self.sampler else {
             let all: u64 = entries.iter().map(|e| u64::from(e.spans)).sum();
-            return Prepared::Send {
-                body: concat(entries.iter().map(|e| &e.body)),
-                spans: all,
+            return Prepared::Ready(Batch {
+                parts: entries
+                    .iter()
+                    .map(|e| (e.body.clone(), u64::from(e.spans)))
+                    .collect(),
                 upto: entries.last().map_or(0, |e| e.id),
                 all_spans: all,
-                records: entries.len(),
                 sampled_out: 0,
-            };
+            });
         };
         let now = now_ms();
-        let mut bodies: Vec<Bytes> = Vec::new();
-        let mut kept_spans = 0u64;
+        let mut parts: Vec<(Bytes, u64)> = Vec::new();
         let mut sampled_out = 0u64;
         let mut all_spans = 0u64;
         let mut upto = None;
@@ -436,10 +513,9 @@ impl Sender {
             match filter(sampler, &e.body, expired) {
                 Filtered::Undecided => break,
                 Filtered::Keep(b, n) => {
-                    kept_spans += n;
                     sampled_out += u64::from(e.spans).saturating_sub(n);
                     if !b.is_empty() {
-                        bodies.push(b);
+                        parts.push((b, n));
                     }
                 }
             }
@@ -449,21 +525,12 @@ impl Sender {
         let Some(upto) = upto else {
             return Prepared::Wait;
         };
-        if bodies.is_empty() {
-            return Prepared::AckOnly {
-                upto,
-                all_spans,
-                sampled_out,
-            };
-        }
-        Prepared::Send {
-            records: bodies.len(),
-            body: concat(bodies.iter()),
-            spans: kept_spans,
+        Prepared::Ready(Batch {
+            parts,
             upto,
             all_spans,
             sampled_out,
-        }
+        })
     }
 }
 

@@ -147,7 +147,7 @@ impl Forwarder {
                 headers = ?r.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), "forward: destination ready");
             senders.push(Sender {
                 dest: dest.clone(),
-                client,
+                client: Arc::new(client),
                 batch: r.batch.clone(),
                 backoff: backoff_from(&r.retry),
                 sampler: sampler.clone(),

@@ -33,6 +33,7 @@ const ENTRY_OVERHEAD: u64 = 64;
 /// One queued export request.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// Increasing, starting at 1 (0 stands for "before the first").
     pub id: u64,
     pub spans: u32,
     /// Unix milliseconds when it was queued.
@@ -286,12 +287,24 @@ impl Queue {
     /// The oldest records, up to `max_records` and `max_bytes` of bodies
     /// (always at least one record when not empty). Nothing is removed.
     pub fn peek(&self, max_records: usize, max_bytes: usize) -> Result<Vec<Entry>, WalError> {
+        self.peek_after(0, max_records, max_bytes)
+    }
+
+    /// Like [`Queue::peek`], from the first record after id `after` (records
+    /// already handed to an export call still in flight are skipped).
+    pub fn peek_after(
+        &self,
+        after: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, WalError> {
         match &self.inner {
             Inner::Memory(m) => {
                 let m = m.lock();
+                let start = m.entries.partition_point(|e| e.id <= after);
                 let mut out = Vec::new();
                 let mut total = 0usize;
-                for e in m.entries.iter().take(max_records) {
+                for e in m.entries.range(start..).take(max_records) {
                     if !out.is_empty() && total + e.body.len() > max_bytes {
                         break;
                     }
@@ -301,23 +314,15 @@ impl Queue {
                 Ok(out)
             }
             Inner::Disk(d) => {
-                let batch = d.wal.lock().peek_batch(max_records, max_bytes)?;
+                // Entry ids are WAL ids + 1 (0 means "none"): the first WAL
+                // id after entry `after` is WAL id `after`.
+                let batch =
+                    d.wal
+                        .lock()
+                        .peek_batch_from(RecordId(after), max_records, max_bytes)?;
                 Ok(batch
                     .into_iter()
-                    .map(|(id, payload)| {
-                        let (spans, enqueued_ms) = split(&payload);
-                        let body = if payload.len() >= HEADER {
-                            payload.slice(HEADER..)
-                        } else {
-                            Bytes::new()
-                        };
-                        Entry {
-                            id: id.0,
-                            spans,
-                            enqueued_ms,
-                            body,
-                        }
-                    })
+                    .map(|(id, p)| disk_entry(id, &p))
                     .collect())
             }
         }
@@ -337,7 +342,10 @@ impl Queue {
             }
             Inner::Disk(d) => {
                 let mut wal = d.wal.lock();
-                wal.ack_volatile(RecordId(upto))?;
+                if upto == 0 {
+                    return Ok(());
+                }
+                wal.ack_volatile(RecordId(upto - 1))?;
                 let mut last = d.last_ack_persist.lock();
                 if last.elapsed() >= ACK_PERSIST_EVERY {
                     wal.persist_ack()?;
@@ -392,6 +400,21 @@ impl Queue {
             return spans;
         }
         0
+    }
+}
+
+fn disk_entry(id: RecordId, payload: &Bytes) -> Entry {
+    let (spans, enqueued_ms) = split(payload);
+    let body = if payload.len() >= HEADER {
+        payload.slice(HEADER..)
+    } else {
+        Bytes::new()
+    };
+    Entry {
+        id: id.0 + 1,
+        spans,
+        enqueued_ms,
+        body,
     }
 }
 
