@@ -46,11 +46,22 @@ const LOAD_TASKS: usize = 6;
 
 type Client = TraceServiceClient<Channel>;
 
+/// A free port below the kernel's ephemeral range (32768-60999 on Linux),
+/// in 26000-31999 (test upstreams use 20000-25999):
+/// chainpulse is restarted on the same ports after a kill, and an ephemeral
+/// port could meanwhile become some connection's source port.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering as O};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let seed = std::process::id().wrapping_mul(40_503);
+    for _ in 0..5000 {
+        let n = NEXT.fetch_add(1, O::Relaxed);
+        let port = 26_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 6_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 26000-31999")
 }
 
 // ---------------------------------------------------------------------------

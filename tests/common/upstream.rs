@@ -360,9 +360,8 @@ impl Upstream {
     /// Binds two ephemeral 127.0.0.1 ports and starts serving in
     /// [`Mode::Accept`].
     pub async fn start() -> Upstream {
-        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-        let grpc = bind(lo).expect("upstream: bind gRPC port");
-        let http = bind(lo).expect("upstream: bind HTTP port");
+        let grpc = bind_fixed_range().expect("upstream: bind gRPC port");
+        let http = bind_fixed_range().expect("upstream: bind HTTP port");
         let up = Upstream {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -598,6 +597,30 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// Ports handed out by the kernel (`:0`) come from the ephemeral range,
+/// which is also where every outgoing connection's source port comes from:
+/// while the upstream is stopped, a client socket (or another test's
+/// `:0` listener) can take its port and `restart` could never rebind it.
+/// So the upstream listens below the ephemeral range (Linux:
+/// 32768-60999), on a port picked at random in 20000-25999
+/// (`tests/forward_crash.rs` takes chainpulse's ports from 26000-31999).
+fn bind_fixed_range() -> io::Result<TcpListener> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+    let mut last = None;
+    for i in 0..2000u32 {
+        let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(104_729)) % 6_000) as u16;
+        match bind(SocketAddr::from(([127, 0, 0, 1], port))) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free port in 20000-25999")))
 }
 
 async fn bind_retry(addr: SocketAddr) -> TcpListener {
