@@ -5,9 +5,18 @@
 //! tasks call `Pipeline::ingest` flat out with ~500-span requests (the real
 //! captures of `tests/fixtures`, concatenated like an SDK batch) on a
 //! multi-thread tokio runtime with 2 workers (`server.worker_threads`'
-//! default). The forwarder's sender task and a null OTLP/gRPC upstream (a
-//! tonic `TraceService` that counts spans and answers OK) run in that same
-//! runtime, so their CPU is part of what is measured.
+//! default). The forwarder's sender task runs in that same runtime, so its
+//! CPU is part of what is measured.
+//!
+//! The null OTLP/gRPC upstream (a tonic `TraceService` on chainpulse's
+//! raw-bytes codec that counts spans and answers OK) runs in a separate OS
+//! process: this bench executable re-run with `CHAINPULSE_BENCH_NULL_UPSTREAM=1`
+//! (one tokio worker; it prints `PORT <n>` and serves until its stdin
+//! closes). In production the upstream runs elsewhere, so its receive cost
+//! (TCP receive, HTTP/2 server, span count) must not be charged to
+//! chainpulse: the bench process's CPU (`/proc/self/stat`) is chainpulse's
+//! own. The upstream still shares this machine's cores, so it still competes
+//! for them; its own CPU is printed separately.
 //!
 //! * `baseline`: no forwarding.
 //! * `memory`: one gRPC destination, memory queue (8 GiB: back-pressure
@@ -22,12 +31,18 @@
 //!   sender falls behind, this rate only lasts while the queue grows, so the
 //!   queue depth left at the end (and how long it took to empty) is printed;
 //! * drained: a fixed number of spans (600 000), timed until ingest is done
-//!   *and* until the upstream has received every span (the sustainable
-//!   rate). Two rounds, interleaved across the variants, summed.
+//!   *and* until every span was delivered (the sustainable rate). Delivered
+//!   is read from chainpulse's side, as the upstream is another process: the
+//!   queue is empty and `chainpulse_forward_spans_total{result="sent"}`
+//!   counts every span (the upstream answers OK only once it has the
+//!   request). Two rounds, interleaved across the variants, summed.
 //!
 //! The closing `forward summary` lines give both, with the ratio to
-//! `baseline` of the same run. Absolute figures on a shared 2-core machine
-//! are noisy; the ratios are what to quote.
+//! `baseline` of the same run, and the CPU per span of the bench process
+//! over the drained runs. The capacity ratio is baseline CPU/span ÷ variant
+//! CPU/span: the ingest rate chainpulse sustains at a fixed CPU budget (its
+//! sidecar CPU limit), relative to no forwarding. Absolute figures on a
+//! shared 2-core machine are noisy; the ratios are what to quote.
 //! `FORWARD_BENCH_VARIANTS=memory,disk_fsync_always` runs only those (and
 //! the baseline), e.g. under `perf record`.
 
@@ -40,17 +55,15 @@ use chainpulse::forward::config::{
 use chainpulse::forward::Forwarder;
 use chainpulse::loadgen::FIXTURES;
 use chainpulse::pipeline::Pipeline;
+use chainpulse::receive::grpc::{RawExportRequest, TraceService, TraceServiceServer};
 use chainpulse::receive::Protocol;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use criterion::{criterion_group, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,6 +82,10 @@ const SAMPLE_SIZE: usize = 10;
 /// Large enough that neither queue pushes back during a run.
 const QUEUE_MAX_BYTES: u64 = 8 << 30;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Set (to `1`) in the child process that runs only the null upstream.
+const NULL_UPSTREAM_ENV: &str = "CHAINPULSE_BENCH_NULL_UPSTREAM";
+/// The destination's name in every forwarding variant.
+const DESTINATION: &str = "null";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Variant {
@@ -118,7 +135,7 @@ impl Variant {
             },
         };
         config.forward.destinations.push(DestinationConfig {
-            name: "null".into(),
+            name: DESTINATION.into(),
             protocol: Some(ExportProtocol::Grpc),
             endpoint: Some(format!("http://{upstream}")),
             queue,
@@ -128,7 +145,11 @@ impl Variant {
     }
 }
 
-/// Counts what it receives and answers OK at once.
+/// Counts what it receives and answers OK at once (so an OK means the
+/// request was received). It takes the request as raw bytes (chainpulse's
+/// own pass-through codec) and reads only the span count (`TraceIdsRequest`
+/// skips every other field by length), to stay cheap on the cores it shares
+/// with chainpulse. Runs in its own process: see `null_upstream_main`.
 #[derive(Default)]
 struct NullUpstream {
     spans: AtomicU64,
@@ -139,10 +160,11 @@ struct NullUpstream {
 impl TraceService for NullUpstream {
     async fn export(
         &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
+        request: tonic::Request<RawExportRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = request
-            .get_ref()
+        let ids = chainpulse::otlp_view::TraceIdsRequest::decode(request.into_inner().0)
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let spans: usize = ids
             .resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
@@ -157,7 +179,7 @@ impl TraceService for NullUpstream {
 }
 
 /// Serves the null upstream on 127.0.0.1:0 in the current runtime; HTTP/2
-/// windows as chainpulse's own receiver sets them.
+/// windows as chainpulse's own receiver sets them. Child process only.
 async fn start_upstream(upstream: Arc<NullUpstream>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -174,6 +196,112 @@ async fn start_upstream(upstream: Arc<NullUpstream>) -> SocketAddr {
             .expect("null upstream");
     });
     addr
+}
+
+/// The child process: the null upstream alone, on a 1-worker runtime. Prints
+/// `PORT <n>`, serves until stdin reaches EOF (the parent closed it, or
+/// died), then prints `RECEIVED <requests> <spans>` and exits.
+fn null_upstream_main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("null upstream runtime");
+    let upstream = Arc::new(NullUpstream::default());
+    let addr = rt.block_on(start_upstream(upstream.clone()));
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "PORT {}", addr.port())
+        .and_then(|()| out.flush())
+        .expect("write the port");
+    // The server runs on the runtime's worker; this thread only waits.
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    let _ = writeln!(
+        out,
+        "RECEIVED {} {}",
+        upstream.requests.load(Ordering::Relaxed),
+        upstream.spans.load(Ordering::Relaxed)
+    )
+    .and_then(|()| out.flush());
+    rt.shutdown_background();
+}
+
+/// The null upstream's process, seen from the bench. Dropping it (also
+/// while unwinding from a panic) kills and reaps the child.
+struct UpstreamProcess {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl UpstreamProcess {
+    /// Re-runs this executable as the null upstream and waits for its port.
+    fn spawn() -> UpstreamProcess {
+        let exe = std::env::current_exe().expect("the bench executable's path");
+        let mut child = Command::new(exe)
+            .env(NULL_UPSTREAM_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the null upstream process");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        // Guard first, so a failure below still kills the child.
+        let mut upstream = UpstreamProcess {
+            child,
+            stdout,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let line = upstream.line();
+        let port: u16 = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("null upstream: expected `PORT <n>`, got {line:?}"));
+        upstream.addr.set_port(port);
+        upstream
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the null upstream's stdout");
+        line
+    }
+
+    /// The child's CPU time so far (user + system), from /proc.
+    fn cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// Closes the child's stdin, so it exits; returns the (requests, spans)
+    /// it reports having received.
+    fn close(&mut self) -> Option<(u64, u64)> {
+        drop(self.child.stdin.take());
+        let line = self.line();
+        let _ = self.child.wait();
+        let mut it = line.strip_prefix("RECEIVED ")?.split_whitespace();
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    }
+}
+
+impl Drop for UpstreamProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spans the forwarder delivered: `chainpulse_forward_spans_total` with
+/// `result="sent"` (the upstream answered OK, i.e. had received them).
+fn sent_spans(registry: &Registry) -> u64 {
+    let samples = chainpulse::export::text::parse(&registry.render());
+    chainpulse::export::text::sum(
+        &samples,
+        "chainpulse_forward_spans_total",
+        &[("destination", DESTINATION), ("result", "sent")],
+    ) as u64
 }
 
 fn count_spans(body: &Bytes) -> u64 {
@@ -252,9 +380,15 @@ async fn drive(
     (started.elapsed(), latencies)
 }
 
-/// Process CPU time (user + system, all threads) from /proc/self/stat.
+/// This process's CPU time (user + system, all threads): chainpulse's own,
+/// as the upstream is another process.
 fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_time_of("/proc/self/stat")
+}
+
+/// CPU time (user + system) from a /proc/<pid>/stat file.
+fn cpu_time_of(stat_path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the command: state is field 3, utime 14, stime 15 (1-based).
@@ -274,8 +408,10 @@ struct Figures {
     peak_spans: u64,
     /// Time for the queue to empty after the criterion phase.
     drain_after: Duration,
-    /// Drained runs: (ingest done, upstream has everything, process CPU).
+    /// Drained runs: (ingest done, everything delivered, bench process CPU).
     drained: Vec<(Duration, Duration, Option<Duration>)>,
+    /// Drained runs: the upstream process's CPU.
+    upstream_cpu: Vec<Option<Duration>>,
     /// Drained runs: latency of every ingest call.
     latencies: Vec<Duration>,
 }
@@ -293,7 +429,7 @@ impl Figures {
         (spans_per_run * self.drained.len() as u64) as f64 / self.drained_total().0.as_secs_f64()
     }
 
-    /// Spans/s until the upstream had every span, over every drained run.
+    /// Spans/s until every span was delivered, over every drained run.
     fn drained_e2e(&self, spans_per_run: u64) -> f64 {
         (spans_per_run * self.drained.len() as u64) as f64 / self.drained_total().1.as_secs_f64()
     }
@@ -306,26 +442,38 @@ impl Figures {
         l.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
     }
 
+    /// The bench process's (chainpulse's) CPU per span over the drained runs.
     fn cpu_us_per_span(&self, spans_per_run: u64) -> Option<f64> {
         let cpu = self.drained_total().2?;
         Some(cpu.as_secs_f64() * 1e6 / (spans_per_run * self.drained.len() as u64) as f64)
     }
+
+    /// The upstream process's CPU per span over the drained runs.
+    fn upstream_us_per_span(&self, spans_per_run: u64) -> Option<f64> {
+        let cpu: Duration = self
+            .upstream_cpu
+            .iter()
+            .copied()
+            .sum::<Option<Duration>>()?;
+        Some(cpu.as_secs_f64() * 1e6 / (spans_per_run * self.upstream_cpu.len() as u64) as f64)
+    }
 }
 
-/// Waits (on this thread, off the runtime) until the upstream has `target`
-/// spans and the queue is empty; panics after `DRAIN_TIMEOUT`.
-fn wait_drained(forwarder: &Forwarder, upstream: &NullUpstream, target: u64, what: &str) {
+/// Waits (on this thread, off the runtime) until the queue is empty and
+/// `target` spans were sent (the upstream acknowledged them); panics after
+/// `DRAIN_TIMEOUT`. The registry is rendered only once the queue is empty.
+fn wait_drained(forwarder: &Forwarder, registry: &Registry, target: u64, what: &str) {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let queue = &forwarder.destinations()[0].queue;
     loop {
-        if upstream.spans.load(Ordering::Relaxed) >= target && queue.depth().records == 0 {
+        if queue.depth().records == 0 && sent_spans(registry) >= target {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: the queue did not drain within {DRAIN_TIMEOUT:?} (depth {:?}, upstream has {} of {target} spans)",
+            "{what}: the queue did not drain within {DRAIN_TIMEOUT:?} (depth {:?}, {} of {target} spans sent)",
             queue.depth(),
-            upstream.spans.load(Ordering::Relaxed)
+            sent_spans(registry)
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -336,6 +484,7 @@ struct Setup {
     variant: Variant,
     pipeline: Arc<Pipeline>,
     forwarder: Option<Arc<Forwarder>>,
+    registry: Arc<Registry>,
     tick: tokio::task::JoinHandle<()>,
     peak: Arc<AtomicU64>,
     _dir: tempfile::TempDir,
@@ -352,8 +501,9 @@ impl Setup {
             Forwarder::start(&config, registry.clone()).expect("forwarder starts")
         };
         assert_eq!(forwarder.is_some(), variant != Variant::Baseline);
-        let pipeline =
-            Arc::new(Pipeline::new(&config, registry, forwarder.clone()).expect("pipeline"));
+        let pipeline = Arc::new(
+            Pipeline::new(&config, registry.clone(), forwarder.clone()).expect("pipeline"),
+        );
         // The server's 250 ms tick (aggregator sweep, gauges), which also
         // records the largest queue depth it sees.
         let peak = Arc::new(AtomicU64::new(0));
@@ -376,6 +526,7 @@ impl Setup {
             variant,
             pipeline,
             forwarder,
+            registry,
             tick,
             peak,
             _dir: dir,
@@ -385,14 +536,9 @@ impl Setup {
 
     /// Criterion's measurement of the ingest-side rate, then waits for the
     /// backlog it left to reach the upstream.
-    fn criterion_phase(
-        &mut self,
-        c: &mut Criterion,
-        rt: &tokio::runtime::Runtime,
-        upstream: &NullUpstream,
-    ) {
+    fn criterion_phase(&mut self, c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         let (bodies, spans_per_request) = requests();
-        let upstream_at_start = upstream.spans.load(Ordering::Relaxed);
+        let sent_at_start = sent_spans(&self.registry);
         let samples: Mutex<Vec<(u64, Duration)>> = Mutex::new(Vec::new());
         let mut g = c.benchmark_group("forward");
         g.throughput(Throughput::Elements(spans_per_request));
@@ -415,11 +561,11 @@ impl Setup {
 
         let Some(f) = &self.forwarder else { return };
         let d = f.destinations()[0].queue.depth();
-        let delivered = upstream.spans.load(Ordering::Relaxed) - upstream_at_start;
+        let delivered = sent_spans(&self.registry) - sent_at_start;
         let ingested: u64 = samples.iter().map(|s| s.0).sum::<u64>() * spans_per_request;
         self.figures.end_depth = d.spans;
         println!(
-            "forward {}: criterion ingested {ingested} spans, the upstream got {delivered} meanwhile; queue when ingest stopped: {} records, {} spans, {} bytes",
+            "forward {}: criterion ingested {ingested} spans, {delivered} were sent meanwhile; queue when ingest stopped: {} records, {} spans, {} bytes",
             self.variant.name(),
             d.records,
             d.spans,
@@ -428,8 +574,8 @@ impl Setup {
         let t = Instant::now();
         wait_drained(
             f,
-            upstream,
-            upstream_at_start + ingested,
+            &self.registry,
+            sent_at_start + ingested,
             self.variant.name(),
         );
         self.figures.drain_after = t.elapsed();
@@ -440,32 +586,37 @@ impl Setup {
         );
     }
 
-    /// A fixed number of spans, timed until ingest is done and until the
-    /// upstream has them all.
-    fn drained_run(&mut self, rt: &tokio::runtime::Runtime, upstream: &NullUpstream) {
+    /// A fixed number of spans, timed until ingest is done and until all
+    /// were delivered (sent, and the queue empty).
+    fn drained_run(&mut self, rt: &tokio::runtime::Runtime, upstream: &UpstreamProcess) {
         let (bodies, spans_per_request) = requests();
         let total = DRAINED_REQUESTS * spans_per_request;
-        let before = upstream.spans.load(Ordering::Relaxed);
+        let before = sent_spans(&self.registry);
+        let upstream_cpu0 = upstream.cpu_time();
         let cpu0 = cpu_time();
         let t0 = Instant::now();
         let (ingest, latencies) =
             rt.block_on(drive(self.pipeline.clone(), bodies, DRAINED_REQUESTS));
-        let delivered_during_ingest = upstream.spans.load(Ordering::Relaxed) - before;
+        let delivered_during_ingest = sent_spans(&self.registry) - before;
         self.figures.latencies.extend(latencies);
         if let Some(f) = &self.forwarder {
-            wait_drained(f, upstream, before + total, self.variant.name());
-            let got = upstream.spans.load(Ordering::Relaxed) - before;
-            assert_eq!(got, total, "the upstream received every span exactly once");
+            wait_drained(f, &self.registry, before + total, self.variant.name());
         }
         let e2e = t0.elapsed();
         let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b - a);
+        let upstream_cpu = upstream_cpu0.zip(upstream.cpu_time()).map(|(a, b)| b - a);
+        if self.forwarder.is_some() {
+            let got = sent_spans(&self.registry) - before;
+            assert_eq!(got, total, "every span was sent exactly once");
+        }
         println!(
-            "forward {}: drained run of {total} spans: ingest {:.2} s (the upstream had {delivered_during_ingest} by then), end-to-end {:.2} s",
+            "forward {}: drained run of {total} spans: ingest {:.2} s ({delivered_during_ingest} sent by then), end-to-end {:.2} s",
             self.variant.name(),
             ingest.as_secs_f64(),
             e2e.as_secs_f64()
         );
         self.figures.drained.push((ingest, e2e, cpu));
+        self.figures.upstream_cpu.push(upstream_cpu);
     }
 
     fn finish(self, rt: &tokio::runtime::Runtime) -> (Variant, Figures) {
@@ -485,8 +636,8 @@ fn forward(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let upstream = Arc::new(NullUpstream::default());
-    let addr = rt.block_on(start_upstream(upstream.clone()));
+    let mut upstream = UpstreamProcess::spawn();
+    let addr = upstream.addr;
 
     // `FORWARD_BENCH_VARIANTS=memory` runs only that one (and the
     // baseline it is compared with), e.g. under `perf record`.
@@ -499,7 +650,7 @@ fn forward(c: &mut Criterion) {
         .map(|v| Setup::new(&rt, addr, v))
         .collect();
     for s in &mut setups {
-        s.criterion_phase(c, &rt, &upstream);
+        s.criterion_phase(c, &rt);
     }
     // Drained runs interleaved (every variant once per round), so a change
     // in the machine's load hits all of them alike.
@@ -513,14 +664,19 @@ fn forward(c: &mut Criterion) {
     let spans_per_run = DRAINED_REQUESTS * requests().1;
     let base = &results[0].1;
     let k = |x: f64| x / 1e3;
+    // Baseline CPU/span ÷ variant CPU/span: the ingest rate sustained at a
+    // fixed CPU budget, relative to no forwarding.
+    let capacity = |f: &Figures| -> Option<f64> {
+        Some(base.cpu_us_per_span(spans_per_run)? / f.cpu_us_per_span(spans_per_run)?)
+    };
     println!();
     println!(
-        "forward summary: {K} ingest tasks, {WORKERS} workers, {} spans per request; drained: {DRAINED_ROUNDS} interleaved runs of {spans_per_run} spans per variant; ratio = variant / baseline of this run",
+        "forward summary: {K} ingest tasks, {WORKERS} workers, {} spans per request; drained: {DRAINED_ROUNDS} interleaved runs of {spans_per_run} spans per variant; ratio = variant / baseline of this run; CPU = the bench process (the upstream is another process); capacity = baseline CPU/span / variant CPU/span",
         requests().1,
     );
     for (v, f) in &results {
         println!(
-            "forward summary: {:<20} ingest-side {:>4.0} k spans/s ({:.2}x) | drained: ingest {:>4.0} k spans/s ({:.2}x), end-to-end {:>4.0} k spans/s ({:.2}x) | queue at stop {} spans, peak {}, empty {:.1} s later | CPU {} µs/span | ingest latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "forward summary: {:<20} ingest-side {:>4.0} k spans/s ({:.2}x) | drained: ingest {:>4.0} k spans/s ({:.2}x), end-to-end {:>4.0} k spans/s ({:.2}x) | queue at stop {} spans, peak {}, empty {:.1} s later | CPU {} µs/span, capacity {} (upstream process {} µs/span) | ingest latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             v.name(),
             k(f.ingest_side),
             f.ingest_side / base.ingest_side,
@@ -533,6 +689,9 @@ fn forward(c: &mut Criterion) {
             f.drain_after.as_secs_f64(),
             f.cpu_us_per_span(spans_per_run)
                 .map_or("?".into(), |u| format!("{u:.2}")),
+            capacity(f).map_or("?".into(), |c| format!("{c:.2}x")),
+            f.upstream_us_per_span(spans_per_run)
+                .map_or("?".into(), |u| format!("{u:.2}")),
             f.latency_ms(0.5),
             f.latency_ms(0.99),
             f.latency_ms(1.0),
@@ -543,18 +702,22 @@ fn forward(c: &mut Criterion) {
         let ingest = f.ingest_side / base.ingest_side;
         let e2e = f.drained_e2e(spans_per_run) / base.drained_e2e(spans_per_run);
         let verdict = |x: f64| if x >= floor { "met" } else { "NOT met" };
+        let cap = capacity(f);
         println!(
-            "forward summary: {:<20} needs >= {floor:.2}x baseline: ingest-side {} ({ingest:.3}x), sustained end-to-end {} ({e2e:.3}x)",
+            "forward summary: {:<20} needs >= {floor:.2}x baseline: ingest-side {} ({ingest:.3}x), sustained end-to-end {} ({e2e:.3}x), CPU capacity {} ({})",
             v.name(),
             verdict(ingest),
             verdict(e2e),
+            cap.map_or("?", verdict),
+            cap.map_or("?".into(), |c| format!("{c:.3}x")),
         );
     }
-    println!(
-        "forward summary: the null upstream received {} requests, {} spans in all",
-        upstream.requests.load(Ordering::Relaxed),
-        upstream.spans.load(Ordering::Relaxed)
-    );
+    match upstream.close() {
+        Some((requests, spans)) => println!(
+            "forward summary: the null upstream process received {requests} requests, {spans} spans in all"
+        ),
+        None => println!("forward summary: the null upstream process did not report what it received"),
+    }
 }
 
 criterion_group! {
@@ -564,4 +727,13 @@ criterion_group! {
         .measurement_time(Duration::from_secs(4));
     targets = forward
 }
-criterion_main!(benches);
+/// `criterion_main!(benches)`, except that the same executable, run with
+/// `CHAINPULSE_BENCH_NULL_UPSTREAM=1`, is the null upstream process instead.
+fn main() {
+    if std::env::var_os(NULL_UPSTREAM_ENV).is_some_and(|v| v == "1") {
+        null_upstream_main();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

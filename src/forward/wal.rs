@@ -754,22 +754,10 @@ impl Wal {
     /// when this returns; segments whose records are all acked are deleted.
     /// Acking an already-acked id is a no-op.
     pub fn ack(&mut self, upto: RecordId) -> Result<(), WalError> {
-        if upto.0 >= self.next_id {
-            return Err(WalError::AckOutOfRange {
-                upto,
-                next: RecordId(self.next_id),
-            });
-        }
-        let new_next = upto.0 + 1;
-        if new_next <= self.ack_next {
-            return Ok(());
-        }
-        write_ack(&self.dir, new_next)?;
-        self.ack_next = new_next;
-        self.ack_persisted = new_next;
-        self.reclaim();
-        self.refresh_oldest_ts();
-        Ok(())
+        // Deleting fully acked segments before the position is durable is
+        // safe (see `ack_volatile`); the caller learns of a failed write.
+        self.ack_volatile(upto)?;
+        self.persist_ack()
     }
 
     /// Like [`Wal::ack`], without writing the `ack` file (no fsync, no

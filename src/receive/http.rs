@@ -29,13 +29,7 @@ const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
 /// `google.rpc.Status`, the OTLP/HTTP error body.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-}
+pub use crate::forward::retry::RpcStatus;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -213,6 +207,7 @@ fn status_body(encoding: Encoding, status: StatusCode, code: i32, message: &str)
             let body = RpcStatus {
                 code,
                 message: message.to_owned(),
+                details: Vec::new(),
             }
             .encode_to_vec();
             with_type(status, PROTOBUF, body)
