@@ -204,15 +204,17 @@ impl Client {
         }
     }
 
-    /// One export call with `body` (an encoded `ExportTraceServiceRequest`).
-    pub async fn send(&self, body: Bytes) -> Result<Delivered, Failure> {
+    /// One export call whose body is `parts` concatenated: encoded
+    /// `ExportTraceServiceRequest`s, which concatenate into one. gRPC copies
+    /// the parts straight into tonic's frame (one copy); HTTP joins them.
+    pub async fn send(&self, parts: Parts) -> Result<Delivered, Failure> {
         match self {
             Client::Grpc { grpc, headers } => {
                 let mut grpc = grpc.clone();
                 grpc.ready()
                     .await
                     .map_err(|_| retry::transport_failure(TransportErrorKind::Connect))?;
-                let mut req = tonic::Request::new(body);
+                let mut req = tonic::Request::new(parts);
                 for (k, v) in headers {
                     req.metadata_mut().insert(k.clone(), v.clone());
                 }
@@ -228,10 +230,10 @@ impl Client {
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf");
                 let payload = if *gzip {
                     req = req.header(http::header::CONTENT_ENCODING, "gzip");
-                    gzip_bytes(&body)
+                    gzip_parts(&parts)
                         .map_err(|_| retry::transport_failure(TransportErrorKind::Io))?
                 } else {
-                    body
+                    super::destination::concat(parts.0.iter())
                 };
                 let resp = req.body(payload).send().await.map_err(|e| {
                     retry::transport_failure(if e.is_timeout() {
@@ -290,13 +292,35 @@ fn delivered(r: ExportTraceServiceResponse) -> Delivered {
     }
 }
 
-fn gzip_bytes(body: &[u8]) -> std::io::Result<Bytes> {
+fn gzip_parts(parts: &Parts) -> std::io::Result<Bytes> {
     let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
+        Vec::with_capacity(parts.len() / 4 + 64),
         flate2::Compression::fast(),
     );
-    enc.write_all(body)?;
+    for p in &parts.0 {
+        enc.write_all(p)?;
+    }
     Ok(Bytes::from(enc.finish()?))
+}
+
+/// The pieces of one export call's body (cheap to clone: `Bytes` handles).
+#[derive(Debug, Clone, Default)]
+pub struct Parts(pub Vec<Bytes>);
+
+impl Parts {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Bytes::is_empty)
+    }
+}
+
+impl From<Bytes> for Parts {
+    fn from(b: Bytes) -> Parts {
+        Parts(vec![b])
+    }
 }
 
 /// tonic codec: requests are already-encoded bytes, responses are decoded.
@@ -304,7 +328,7 @@ fn gzip_bytes(body: &[u8]) -> std::io::Result<Bytes> {
 struct PassThrough;
 
 impl Codec for PassThrough {
-    type Encode = Bytes;
+    type Encode = Parts;
     type Decode = ExportTraceServiceResponse;
     type Encoder = BytesEncoder;
     type Decoder = ResponseDecoder;
@@ -322,11 +346,14 @@ impl Codec for PassThrough {
 struct BytesEncoder;
 
 impl Encoder for BytesEncoder {
-    type Item = Bytes;
+    type Item = Parts;
     type Error = tonic::Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put_slice(&item);
+    fn encode(&mut self, item: Parts, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.reserve(item.len());
+        for p in &item.0 {
+            dst.put_slice(p);
+        }
         Ok(())
     }
 }
@@ -403,14 +430,14 @@ mod tests {
         let d = dest("[[forward.destinations]]\nprotocol = \"grpc\"\nendpoint = \"http://127.0.0.1:9\"\ntimeout_ms = 2000\n");
         let c = Client::build(&d).expect("builds");
         let f = c
-            .send(Bytes::new())
+            .send(Parts::default())
             .await
             .expect_err("nothing listens on :9");
         assert!(f.is_retryable(), "{f:?}");
         let d = dest("[[forward.destinations]]\nprotocol = \"http\"\nendpoint = \"http://127.0.0.1:9/v1/traces\"\ntimeout_ms = 2000\n");
         let c = Client::build(&d).expect("builds");
         let f = c
-            .send(Bytes::new())
+            .send(Parts::default())
             .await
             .expect_err("nothing listens on :9");
         assert!(f.is_retryable(), "{f:?}");

@@ -12,7 +12,7 @@
 //! A permanent failure of a multi-request batch is retried one request at a
 //! time, so one bad request cannot take its neighbours down with it.
 
-use super::client::Client;
+use super::client::{Client, Parts};
 use super::config::{BatchConfig, OnFull, Resolved, RetryConfig};
 use super::queue::{Entry, Queue};
 use super::retry::{Backoff, Failure};
@@ -248,7 +248,7 @@ impl Shared {
     /// `None` if shutdown's deadline passed first.
     async fn send_until_final(
         &self,
-        body: Bytes,
+        body: Parts,
         spans: u64,
         rx: &mut watch::Receiver<Option<tokio::time::Instant>>,
     ) -> Option<Final> {
@@ -338,7 +338,7 @@ impl Shared {
             return done;
         }
         let spans: u64 = batch.parts.iter().map(|p| p.1).sum();
-        let body = concat(batch.parts.iter().map(|p| &p.0));
+        let body = Parts(batch.parts.iter().map(|p| p.0.clone()).collect());
         match self.send_until_final(body, spans, &mut rx).await {
             None => return Outcome::Abandoned,
             Some(Final::Delivered) => {}
@@ -346,7 +346,7 @@ impl Shared {
                 tracing::warn!(destination = %self.dest.name, reason = %reason, requests = batch.parts.len(),
                     "forward: upstream refused a batch; retrying its requests one by one");
                 for (body, n) in batch.parts {
-                    match self.send_until_final(body, n, &mut rx).await {
+                    match self.send_until_final(body.into(), n, &mut rx).await {
                         None => return Outcome::Abandoned,
                         Some(Final::Delivered) => {}
                         Some(Final::Refused(reason)) => self.refused(&reason, n),

@@ -564,13 +564,20 @@ impl Wal {
     /// Appends one record; see the module docs for what "returned" guarantees
     /// under each [`FsyncPolicy`].
     pub fn append(&mut self, payload: &[u8]) -> Result<RecordId, WalError> {
+        self.append_parts(&[payload])
+    }
+
+    /// [`Wal::append`] of the concatenation of `parts`, without the caller
+    /// having to concatenate them first.
+    pub fn append_parts(&mut self, parts: &[&[u8]]) -> Result<RecordId, WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
-        let rec_len = REC_HEADER_LEN + payload.len() as u64;
-        if payload.len() > u32::MAX as usize || rec_len + SEG_HEADER_LEN > self.cfg.max_bytes {
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        let rec_len = REC_HEADER_LEN + payload_len as u64;
+        if payload_len > u32::MAX as usize || rec_len + SEG_HEADER_LEN > self.cfg.max_bytes {
             return Err(WalError::RecordTooLarge {
-                len: payload.len() as u64,
+                len: payload_len as u64,
                 max: self.cfg.max_bytes,
             });
         }
@@ -599,11 +606,17 @@ impl Wal {
         let ts = now_millis();
         self.buf.clear();
         self.buf
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.buf
-            .extend_from_slice(&record_crc(ts, payload).to_le_bytes());
+            .extend_from_slice(&(payload_len as u32).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&ts.to_le_bytes());
+        for p in parts {
+            crc.update(p);
+        }
+        self.buf.extend_from_slice(&crc.finalize().to_le_bytes());
         self.buf.extend_from_slice(&ts.to_le_bytes());
-        self.buf.extend_from_slice(payload);
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
 
         let seg = self.segments.back_mut().expect("active segment");
         let start = seg.len;
