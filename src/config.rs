@@ -24,7 +24,7 @@ pub enum ConfigError {
     Env { var: String, message: String },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
         message: message.into(),

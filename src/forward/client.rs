@@ -235,24 +235,14 @@ impl Client {
                 } else {
                     super::destination::concat(parts.0.iter())
                 };
-                let resp = req.body(payload).send().await.map_err(|e| {
-                    retry::transport_failure(if e.is_timeout() {
-                        TransportErrorKind::Timeout
-                    } else if e.is_connect() {
-                        TransportErrorKind::Connect
-                    } else {
-                        TransportErrorKind::Io
-                    })
-                })?;
+                let resp = req
+                    .body(payload)
+                    .send()
+                    .await
+                    .map_err(|e| reqwest_failure(&e))?;
                 let status = resp.status();
                 let headers = resp.headers().clone();
-                let bytes = resp.bytes().await.map_err(|e| {
-                    retry::transport_failure(if e.is_timeout() {
-                        TransportErrorKind::Timeout
-                    } else {
-                        TransportErrorKind::Io
-                    })
-                })?;
+                let bytes = resp.bytes().await.map_err(|e| reqwest_failure(&e))?;
                 if status.is_success() {
                     // OTLP/HTTP answers a protobuf ExportTraceServiceResponse
                     // (possibly empty); a body we cannot read is still a
@@ -280,6 +270,17 @@ impl Client {
             Client::Http { .. } => "OTLP/HTTP",
         }
     }
+}
+
+/// An HTTP call that got no response (or lost it half-way): retryable.
+fn reqwest_failure(e: &reqwest::Error) -> Failure {
+    retry::transport_failure(if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if e.is_connect() {
+        TransportErrorKind::Connect
+    } else {
+        TransportErrorKind::Io
+    })
 }
 
 fn delivered(r: ExportTraceServiceResponse) -> Delivered {

@@ -7,7 +7,7 @@
 
 use super::redact::RedactConfig;
 use super::truncate::TruncateConfig;
-use crate::config::ConfigError;
+use crate::config::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -378,13 +378,6 @@ pub struct Resolved {
     pub retry: RetryConfig,
 }
 
-fn invalid(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
 impl ForwardConfig {
     /// Applies presets and defaults, names destinations, and checks what
     /// serde cannot. Errors name the key (`forward.destinations[1].endpoint`).
@@ -394,14 +387,14 @@ impl ForwardConfig {
             let key = |k: &str| format!("forward.destinations[{i}].{k}");
             let preset = d.preset;
             let protocol = d.protocol.or(preset.map(Preset::protocol)).ok_or_else(|| {
-                invalid(key("protocol"), "set \"grpc\" or \"http\" (or a preset)")
+                invalid(&key("protocol"), "set \"grpc\" or \"http\" (or a preset)")
             })?;
             let endpoint = d
                 .endpoint
                 .clone()
                 .or(preset.map(|p| p.endpoint().to_owned()))
-                .ok_or_else(|| invalid(key("endpoint"), "required (or a preset)"))?;
-            check_endpoint(&endpoint, protocol).map_err(|m| invalid(key("endpoint"), m))?;
+                .ok_or_else(|| invalid(&key("endpoint"), "required (or a preset)"))?;
+            check_endpoint(&endpoint, protocol).map_err(|m| invalid(&key("endpoint"), m))?;
             let mut name = if d.name.is_empty() {
                 preset.map_or("upstream", Preset::as_str).to_owned()
             } else {
@@ -413,13 +406,13 @@ impl ForwardConfig {
                 || name.len() > 64
             {
                 return Err(invalid(
-                    key("name"),
+                    &key("name"),
                     format!("{name:?}: use at most 64 of [A-Za-z0-9._-] (it is a metric label and a directory name)"),
                 ));
             }
             if out.iter().any(|r| r.name == name) {
                 if !d.name.is_empty() {
-                    return Err(invalid(key("name"), format!("{name:?} is used twice")));
+                    return Err(invalid(&key("name"), format!("{name:?} is used twice")));
                 }
                 let mut n = 2;
                 while out.iter().any(|r| r.name == format!("{name}-{n}")) {
@@ -432,7 +425,7 @@ impl ForwardConfig {
                 let lk = k.to_ascii_lowercase();
                 if http::HeaderName::from_bytes(lk.as_bytes()).is_err() {
                     return Err(invalid(
-                        key(&format!("headers.{k}")),
+                        &key(&format!("headers.{k}")),
                         "not a valid header name",
                     ));
                 }
@@ -448,47 +441,47 @@ impl ForwardConfig {
             let basic_auth = d.basic_auth.clone().or(preset.and_then(Preset::basic_auth));
             if basic_auth.is_some() && headers.iter().any(|(k, _)| k == "authorization") {
                 return Err(invalid(
-                    key("basic_auth"),
+                    &key("basic_auth"),
                     "set either basic_auth or an authorization header, not both",
                 ));
             }
             if d.tls.cert_file.is_some() != d.tls.key_file.is_some() {
-                return Err(invalid(key("tls"), "cert_file and key_file go together"));
+                return Err(invalid(&key("tls"), "cert_file and key_file go together"));
             }
             if d.timeout_ms == 0 {
-                return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+                return Err(invalid(&key("timeout_ms"), "must be greater than 0"));
             }
             if d.batch.max_spans == 0 || d.batch.max_bytes < 1024 {
                 return Err(invalid(
-                    key("batch"),
+                    &key("batch"),
                     "max_spans must be > 0 and max_bytes at least 1024",
                 ));
             }
             if !(1..=64).contains(&d.batch.max_in_flight) {
-                return Err(invalid(key("batch.max_in_flight"), "must be from 1 to 64"));
+                return Err(invalid(&key("batch.max_in_flight"), "must be from 1 to 64"));
             }
             if d.retry.initial_backoff_ms == 0
                 || d.retry.max_backoff_ms < d.retry.initial_backoff_ms
             {
                 return Err(invalid(
-                    key("retry"),
+                    &key("retry"),
                     "initial_backoff_ms must be > 0 and max_backoff_ms >= initial_backoff_ms",
                 ));
             }
             let max_bytes = d.queue.effective_max_bytes();
             if max_bytes < 64 * 1024 {
-                return Err(invalid(key("queue.max_bytes"), "must be at least 65536"));
+                return Err(invalid(&key("queue.max_bytes"), "must be at least 65536"));
             }
             if d.queue.kind == QueueKind::Disk {
                 if d.queue.segment_bytes < 64 * 1024 || d.queue.segment_bytes > max_bytes {
                     return Err(invalid(
-                        key("queue.segment_bytes"),
+                        &key("queue.segment_bytes"),
                         "must be at least 65536 and at most queue.max_bytes",
                     ));
                 }
                 if d.queue.fsync == FsyncMode::Interval && d.queue.fsync_interval_ms == 0 {
                     return Err(invalid(
-                        key("queue.fsync_interval_ms"),
+                        &key("queue.fsync_interval_ms"),
                         "must be greater than 0",
                     ));
                 }
@@ -524,32 +517,32 @@ impl ForwardConfig {
         dirs.sort();
         if dirs.windows(2).any(|w| w[0] == w[1]) {
             return Err(invalid(
-                "forward.destinations".into(),
+                "forward.destinations",
                 "two disk queues share a directory",
             ));
         }
         let s = &self.sampling;
         if !(0.0..=1.0).contains(&s.probability) {
             return Err(invalid(
-                "forward.sampling.probability".into(),
+                "forward.sampling.probability",
                 "must be from 0.0 to 1.0",
             ));
         }
         if !(s.costlier_than_usd.is_finite() && s.costlier_than_usd >= 0.0) {
             return Err(invalid(
-                "forward.sampling.costlier_than_usd".into(),
+                "forward.sampling.costlier_than_usd",
                 "must be a non-negative number",
             ));
         }
         if s.max_decisions == 0 {
             return Err(invalid(
-                "forward.sampling.max_decisions".into(),
+                "forward.sampling.max_decisions",
                 "must be greater than 0",
             ));
         }
         if let Some(r) = &self.redact {
             super::redact::Redactor::new(r)
-                .map_err(|e| invalid("forward.redact".into(), e.to_string()))?;
+                .map_err(|e| invalid("forward.redact", e.to_string()))?;
         }
         Ok(out)
     }

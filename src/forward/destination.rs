@@ -17,6 +17,7 @@ use super::config::{BatchConfig, OnFull, Resolved, RetryConfig};
 use super::queue::{Entry, Queue};
 use super::retry::{Backoff, Failure};
 use super::sampling::Sampler;
+use super::wal::now_millis;
 use crate::export::names::*;
 use crate::export::Registry;
 use crate::otlp_view::TraceIdsRequest;
@@ -28,7 +29,7 @@ use prost::Message;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Most distinct failure reasons kept as separate series.
@@ -213,12 +214,6 @@ struct LogState {
     last_log: Option<Instant>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn deadline_of(rx: &watch::Receiver<Option<tokio::time::Instant>>) -> Option<tokio::time::Instant> {
     *rx.borrow()
 }
@@ -366,35 +361,22 @@ impl Sender {
 
     /// Queued records after id `after`, up to a batch's worth.
     async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, String> {
-        let q = self.dest.queue.clone();
         let max_bytes = self.batch.max_bytes;
         let records = self.batch.max_spans.min(4096);
-        if q.is_disk() {
-            tokio::task::spawn_blocking(move || q.peek_after(after, records, max_bytes))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-        } else {
-            q.peek_after(after, records, max_bytes)
-                .map_err(|e| e.to_string())
-        }
+        self.dest
+            .queue
+            .run(move |q| q.peek_after(after, records, max_bytes))
+            .await?
+            .map_err(|e| e.to_string())
     }
 
+    /// The loop refreshes the gauges right after.
     async fn ack(&self, upto: u64, spans: u64) {
-        let q = self.dest.queue.clone();
-        let r = if q.is_disk() {
-            tokio::task::spawn_blocking(move || q.ack(upto, spans))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        } else {
-            q.ack(upto, spans).map_err(|e| e.to_string())
-        };
-        if let Err(e) = r {
+        let r = self.dest.queue.run(move |q| q.ack(upto, spans)).await;
+        if let Err(e) = r.and_then(|r| r.map_err(|e| e.to_string())) {
             // Not acking means redelivery (a duplicate), never a loss.
             tracing::error!(destination = %self.dest.name, error = %e, "forward: cannot record a delivery in the queue; it will be sent again");
         }
-        self.dest.refresh_gauges();
     }
 
     /// Runs until shutdown has drained the queue or passed its deadline.
@@ -435,8 +417,9 @@ impl Sender {
                     Ok(entries) => {
                         let spans: u64 = entries.iter().map(|e| u64::from(e.spans)).sum();
                         let bytes: usize = entries.iter().map(|e| e.body.len()).sum();
-                        let age =
-                            Duration::from_millis(now_ms().saturating_sub(entries[0].enqueued_ms));
+                        let age = Duration::from_millis(
+                            now_millis().saturating_sub(entries[0].enqueued_ms),
+                        );
                         if deadline.is_none()
                             && (spans as usize) < self.batch.max_spans
                             && bytes < self.batch.max_bytes
@@ -502,7 +485,7 @@ impl Sender {
                 sampled_out: 0,
             });
         };
-        let now = now_ms();
+        let now = now_millis();
         let mut parts: Vec<(Bytes, u64)> = Vec::new();
         let mut sampled_out = 0u64;
         let mut all_spans = 0u64;

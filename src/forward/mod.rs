@@ -155,10 +155,7 @@ impl Forwarder {
             });
             if r.queue.kind == QueueKind::Disk && r.queue.fsync == FsyncMode::Interval {
                 let every = Duration::from_millis(r.queue.fsync_interval_ms);
-                let q = queue.clone();
-                let name = r.name.clone();
-                let mut stop = shutdown_rx.clone();
-                senders_fsync(every, q, name, &mut stop);
+                spawn_fsync_timer(every, queue.clone(), r.name.clone(), shutdown_rx.clone());
             }
             destinations.push(dest);
         }
@@ -306,13 +303,14 @@ impl Forwarder {
     }
 }
 
-fn senders_fsync(
+/// fsync of a disk queue every `every` (`fsync = "interval"`), until
+/// shutdown begins (which syncs once more itself).
+fn spawn_fsync_timer(
     every: Duration,
     q: Arc<Queue>,
     name: String,
-    stop: &mut watch::Receiver<Option<tokio::time::Instant>>,
+    mut stop: watch::Receiver<Option<tokio::time::Instant>>,
 ) {
-    let mut stop = stop.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,8 +319,7 @@ fn senders_fsync(
                 _ = tick.tick() => {}
                 r = stop.changed() => if r.is_err() || stop.borrow().is_some() { return },
             }
-            let q = q.clone();
-            match tokio::task::spawn_blocking(move || q.sync()).await {
+            match q.run(|q| q.sync()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(destination = %name, error = %e, "forward: periodic fsync of the disk queue failed")

@@ -16,13 +16,14 @@
 //! classified as permanently failed.
 
 use super::config::{FsyncMode, QueueConfig, QueueKind};
-use super::wal::{FsyncPolicy, RecordId, Recovery, Wal, WalConfig, WalError};
+use super::wal::{now_millis, FsyncPolicy, RecordId, Recovery, Wal, WalConfig, WalError};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Per-record header inside a disk record: span count, enqueue time.
@@ -115,12 +116,6 @@ pub struct Opened {
     pub recovered_spans: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn wal_err(e: WalError) -> PushError {
     match e {
         WalError::Full { used, max } => PushError::Full { used, max },
@@ -193,6 +188,23 @@ impl Queue {
         }
     }
 
+    /// Runs `f` on the queue where it belongs: a disk queue does file I/O
+    /// (and may fsync), so on tokio's blocking pool; a memory queue inline.
+    /// `Err` only if the blocking task panicked.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Queue) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        if self.is_disk() {
+            let q = self.clone();
+            tokio::task::spawn_blocking(move || f(&q))
+                .await
+                .map_err(|e| format!("queue task failed: {e}"))
+        } else {
+            Ok(f(self))
+        }
+    }
+
     pub fn is_disk(&self) -> bool {
         matches!(self.inner, Inner::Disk(_))
     }
@@ -219,7 +231,7 @@ impl Queue {
     /// Queues one request. Disk: blocks on file I/O (run it off the async
     /// workers), and returns once the record is as durable as `fsync` says.
     pub fn push(&self, spans: u32, body: &Bytes) -> Result<(), PushError> {
-        let enqueued_ms = now_ms();
+        let enqueued_ms = now_millis();
         match &self.inner {
             Inner::Memory(m) => {
                 let cost = body.len() as u64 + ENTRY_OVERHEAD;
@@ -407,7 +419,7 @@ impl Queue {
                     oldest_age: m
                         .entries
                         .front()
-                        .map(|e| Duration::from_millis(now_ms().saturating_sub(e.enqueued_ms))),
+                        .map(|e| Duration::from_millis(now_millis().saturating_sub(e.enqueued_ms))),
                 }
             }
             Inner::Disk(d) => {

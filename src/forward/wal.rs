@@ -220,7 +220,9 @@ fn io_err(path: &Path, source: io::Error) -> WalError {
     }
 }
 
-fn now_millis() -> u64 {
+/// Wall-clock unix milliseconds (0 if the clock is before 1970): record
+/// timestamps here, and queue ages in `queue` and `destination`.
+pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
