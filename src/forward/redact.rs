@@ -981,18 +981,7 @@ mod tests {
         assert!(!m.matches("llm.input_messages"));
     }
 
-    fn sv(s: &str) -> AnyValue {
-        AnyValue {
-            value: Some(any_value::Value::StringValue(s.to_owned())),
-        }
-    }
-    fn kv(k: &str, v: AnyValue) -> KeyValue {
-        KeyValue {
-            key: k.to_owned(),
-            value: Some(v),
-            ..Default::default()
-        }
-    }
+    use crate::forward::test_values::{kv, sv};
     fn s_of(v: &Option<AnyValue>) -> &str {
         match &v.as_ref().unwrap().value {
             Some(any_value::Value::StringValue(s)) => s,

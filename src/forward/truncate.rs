@@ -134,19 +134,7 @@ mod tests {
         })
     }
 
-    fn sv(s: &str) -> AnyValue {
-        AnyValue {
-            value: Some(any_value::Value::StringValue(s.to_owned())),
-        }
-    }
-
-    fn kv(k: &str, v: AnyValue) -> KeyValue {
-        KeyValue {
-            key: k.to_owned(),
-            value: Some(v),
-            ..Default::default()
-        }
-    }
+    use crate::forward::test_values::{kv, sv};
 
     fn string_of(v: &AnyValue) -> &str {
         match &v.value {
