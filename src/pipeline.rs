@@ -51,7 +51,7 @@ pub struct Pipeline {
     forwarder: Option<Arc<Forwarder>>,
 }
 
-const REQUEST_REJECT_REASONS: [&str; 12] = [
+const REQUEST_REJECT_REASONS: [&str; 13] = [
     "malformed_protobuf",
     "malformed_json",
     "invalid_utf8",
@@ -64,6 +64,7 @@ const REQUEST_REJECT_REASONS: [&str; 12] = [
     "overloaded",
     "queue_full",
     "forward_queue_error",
+    "unknown_path",
 ];
 
 const SPAN_REJECT_REASONS: [&str; 3] = [

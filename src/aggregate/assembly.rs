@@ -27,8 +27,25 @@ pub struct Labeled {
     pub run: ChainRun,
     /// The name of the trace's root run.
     pub chain: Arc<str>,
-    /// This run is the trace's root: it counts as one request.
+    /// This run is the trace's root and an invocation of the app (not a
+    /// framework set-up span): it counts as one request.
     pub is_request: bool,
+    /// This run is *the* record of one provider call: it counts as one LLM
+    /// (or embedding) call, with its tokens and cost. `false` for every
+    /// other run, including LLM spans that wrap another LLM span of the same
+    /// call (see `calls`).
+    pub billed: bool,
+}
+
+impl Labeled {
+    pub fn new(run: ChainRun, chain: Arc<str>, root: bool) -> Labeled {
+        Labeled {
+            is_request: root && !run.setup,
+            billed: run.kind.bills_tokens(),
+            run,
+            chain,
+        }
+    }
 }
 
 /// Why a trace left the buffer without its root.
@@ -92,32 +109,32 @@ impl Assembler {
 
     /// Takes one run; appends whatever became ready to `out`.
     pub fn accept(&mut self, run: ChainRun, now: Instant, out: &mut Vec<Labeled>) {
+        // A root whose trace was already released (its root inferred after
+        // the timeout, or a second parentless span) is late: the trace was
+        // counted as a request once and must not be counted twice.
+        if let (true, Some((chain, _))) = (run.is_root(), self.completed.get(&run.trace_id)) {
+            self.stats.late_spans += 1;
+            out.push(Labeled::new(run, chain.clone(), false));
+            return;
+        }
         if run.is_root() {
             let chain: Arc<str> = Arc::from(run.name.as_str());
             let trace_id = run.trace_id;
-            out.push(Labeled {
-                run,
-                chain: chain.clone(),
-                is_request: true,
-            });
+            out.push(Labeled::new(run, chain.clone(), true));
             if let Some(p) = self.pending.remove(&trace_id) {
                 self.spans_held -= p.runs.len();
-                out.extend(p.runs.into_iter().map(|run| Labeled {
-                    run,
-                    chain: chain.clone(),
-                    is_request: false,
-                }));
+                out.extend(
+                    p.runs
+                        .into_iter()
+                        .map(|run| Labeled::new(run, chain.clone(), false)),
+                );
             }
             self.remember(trace_id, chain, now);
             return;
         }
         if let Some((chain, _)) = self.completed.get(&run.trace_id) {
             self.stats.late_spans += 1;
-            out.push(Labeled {
-                run,
-                chain: chain.clone(),
-                is_request: false,
-            });
+            out.push(Labeled::new(run, chain.clone(), false));
             return;
         }
         let trace_id = run.trace_id;
@@ -214,15 +231,24 @@ impl Assembler {
             .enumerate()
             .filter(|(_, r)| r.parent_span_id.is_none_or(|p| !ids.contains(&p)))
             .min_by_key(|(_, r)| (r.start_unix_nano, std::cmp::Reverse(r.end_unix_nano)))
-            .map(|(i, _)| i);
+            .map(|(i, _)| i)
+            // Every run's parent is in the trace: a parent cycle (or a span
+            // that is its own parent). The earliest run stands in, so the
+            // spans are still counted.
+            .or_else(|| {
+                runs.iter()
+                    .enumerate()
+                    .min_by_key(|(_, r)| (r.start_unix_nano, std::cmp::Reverse(r.end_unix_nano)))
+                    .map(|(i, _)| i)
+            });
         let Some(root) = root else { return };
         self.stats.inferred_roots += 1;
         let chain: Arc<str> = Arc::from(runs[root].name.as_str());
-        out.extend(runs.into_iter().enumerate().map(|(i, run)| Labeled {
-            run,
-            chain: chain.clone(),
-            is_request: i == root,
-        }));
+        out.extend(
+            runs.into_iter()
+                .enumerate()
+                .map(|(i, run)| Labeled::new(run, chain.clone(), i == root)),
+        );
         self.remember(trace_id, chain, now);
     }
 }

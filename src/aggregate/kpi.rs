@@ -7,6 +7,7 @@
 //! heaviest keys are always kept, with a stated error bound).
 
 use super::topk::{HeavyHitter, SpaceSaving};
+pub use super::window::LateUsage;
 use super::window::{Sample, Window, WindowSnapshot, WindowedStats};
 use crate::config::{Config, SloConfig, SloTargets};
 use crate::export::names::{BUDGET_USD, OVERFLOW_LABEL, SLO_TARGET};
@@ -27,6 +28,8 @@ pub struct RequestRecord<'a> {
     pub tokens_out: u64,
     /// `None` when one of its LLM calls could not be priced.
     pub cost_usd: Option<f64>,
+    /// The cost of its priced calls when `cost_usd` is `None`.
+    pub partial_cost_usd: f64,
     pub cache_hit: Option<bool>,
     pub user: Option<&'a str>,
     pub session: Option<&'a str>,
@@ -141,6 +144,7 @@ impl KpiTracker {
             tokens_in: r.tokens_in,
             tokens_out: r.tokens_out,
             cost_usd: r.cost_usd,
+            partial_cost_usd: r.partial_cost_usd,
             cache_hit: r.cache_hit,
         };
         self.entry(r.service, r.chain, now)
@@ -157,6 +161,13 @@ impl KpiTracker {
                 self.add_top(by, key, 1.0, tokens, cost);
             }
         }
+    }
+
+    /// Tokens and cost of runs that arrived after their request was counted:
+    /// they are in the Prometheus counters, so they are in the chain's KPIs.
+    pub fn record_late_usage(&mut self, service: &str, chain: &str, usage: LateUsage) {
+        let now = self.now_secs();
+        self.entry(service, chain, now).stats.add_usage(now, usage);
     }
 
     /// One LLM call, for the top spenders by model.
@@ -318,8 +329,10 @@ pub struct ChainKpis {
     pub availability: Option<f64>,
     pub tokens_input: u64,
     pub tokens_output: u64,
+    /// Cost of every priced call (what `chainpulse_llm_cost_usd_total` sums),
+    /// including the priced calls of requests that also had unpriced ones.
     pub cost_usd: f64,
-    /// Cost per priced request.
+    /// Cost per fully priced request.
     pub cost_per_request_usd: Option<f64>,
     /// Requests with at least one unpriced LLM call (excluded from cost).
     pub unpriced_requests: u64,
@@ -388,7 +401,7 @@ impl ChainKpis {
             availability,
             tokens_input: s.tokens_in,
             tokens_output: s.tokens_out,
-            cost_usd: s.cost_usd,
+            cost_usd: s.cost_usd + s.partial_cost_usd,
             cost_per_request_usd: (priced > 0).then(|| s.cost_usd / priced as f64),
             unpriced_requests: s.unpriced_requests,
             cache_hit_rate: s.cache_hit_ratio(),

@@ -1,12 +1,18 @@
 //! Stage 3: chain runs become KPIs.
 //!
 //! `assembly` labels each run with its chain (held until the trace's root
-//! arrives); `recorder` turns labelled runs into metric observations through
-//! `series`, the cardinality-guarded handle cache.
+//! arrives); `calls` makes one provider call one LLM call however many
+//! spans describe it; `requests` settles the outcome of a request whose
+//! root set no status; `recorder` turns labelled runs into metric
+//! observations through `series`, the cardinality-guarded handle cache;
+//! `kpi` keeps the sliding windows (1 m, 5 m, 15 m, 1 h and since start)
+//! and quantile sketches behind the KPI API.
 
 pub mod assembly;
+pub mod calls;
 pub mod kpi;
 pub mod recorder;
+pub mod requests;
 pub mod series;
 pub mod sketch;
 pub mod topk;
@@ -30,6 +36,10 @@ use std::time::Instant;
 /// Per-trace totals of one release batch, for the request-level figures.
 #[derive(Default)]
 struct TraceTotals {
+    /// Where the trace's runs were counted (for runs released without their
+    /// request: late spans).
+    service: Option<Arc<str>>,
+    chain: Option<Arc<str>>,
     error: bool,
     cost_usd: f64,
     unpriced: bool,
@@ -118,17 +128,23 @@ impl Aggregator {
             self.publish_stats();
             return;
         }
-        let ready = std::mem::take(&mut self.ready);
+        let mut ready = std::mem::take(&mut self.ready);
+        calls::resolve(&mut ready);
+        requests::resolve(&mut ready);
         for l in &ready {
             let cost = self.recorder.record(l);
-            if l.run.kind.bills_tokens() {
+            if l.billed {
                 let t = l.run.tokens;
                 let model = l.run.model.as_deref().unwrap_or("unknown");
                 self.kpi
                     .record_llm_call(model, t.input + t.output, cost.usd);
             }
             let totals = self.totals.entry(l.run.trace_id).or_default();
-            if l.run.kind.bills_tokens() {
+            if totals.chain.is_none() {
+                totals.service = Some(l.run.service.clone());
+                totals.chain = Some(l.chain.clone());
+            }
+            if l.billed {
                 totals.tokens_in += l.run.tokens.input;
                 totals.tokens_out += l.run.tokens.output;
             }
@@ -165,13 +181,31 @@ impl Aggregator {
                 tokens_in: t.tokens_in,
                 tokens_out: t.tokens_out,
                 cost_usd: cost,
+                partial_cost_usd: t.cost_usd,
                 cache_hit: (lookups > 0).then_some(t.cache_hits > 0),
                 user: l.run.user_id.as_deref(),
                 session: l.run.session_id.as_deref(),
             });
         }
-        // Late children (after their root) leave totals no request reads.
-        self.totals.clear();
+        // Late children (after their root) leave totals no request reads:
+        // their usage is already in the Prometheus counters, so it goes into
+        // the chain's KPIs too (not as a request).
+        for (_, t) in self.totals.drain() {
+            let (Some(service), Some(chain)) = (t.service, t.chain) else {
+                continue;
+            };
+            if t.tokens_in + t.tokens_out > 0 || t.cost_usd > 0.0 {
+                self.kpi.record_late_usage(
+                    &service,
+                    &chain,
+                    kpi::LateUsage {
+                        tokens_in: t.tokens_in,
+                        tokens_out: t.tokens_out,
+                        cost_usd: t.cost_usd,
+                    },
+                );
+            }
+        }
         self.ready = ready;
         self.ready.clear();
         self.publish_stats();

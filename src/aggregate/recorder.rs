@@ -136,7 +136,7 @@ impl Recorder {
         );
         observe(s, status, duration);
 
-        if run.kind.bills_tokens() {
+        if l.billed {
             outcome = self.record_llm(l, &promoted);
         }
 
@@ -219,7 +219,7 @@ impl Recorder {
             cache_hit,
             ..RunCost::default()
         };
-        if t.is_zero() {
+        if !run.usage_reported {
             // A failed call may legitimately use nothing; a successful one
             // that reports no usage cannot be priced (and is not free).
             if run.status == RunStatus::Ok && run.kind == RunKind::Llm {
@@ -244,13 +244,26 @@ impl Recorder {
         let batch = run
             .meta(&self.batch_key)
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
-        match self.prices.cost(
-            run.provider.as_deref(),
-            model,
-            &usage,
-            InputSemantics::IncludesCached,
-            batch,
-        ) {
+        let price = |m: &str| {
+            self.prices.cost(
+                run.provider.as_deref(),
+                m,
+                &usage,
+                InputSemantics::IncludesCached,
+                batch,
+            )
+        };
+        // The requested model's price; the answering snapshot's only when
+        // the requested name has none (a deployment alias, say).
+        let mut cost = price(model);
+        if let (Cost::Unpriced, Some(answered)) = (&cost, run.response_model.as_deref()) {
+            if answered != model {
+                if let c @ Cost::Priced { .. } = price(answered) {
+                    cost = c;
+                }
+            }
+        }
+        match cost {
             Cost::Priced { usd, .. } => {
                 let registry = &self.registry;
                 s.cost

@@ -96,8 +96,21 @@ pub struct Sample {
     /// `None` when the model has no known price; counted separately so the
     /// API can say how much of the traffic the cost figure covers.
     pub cost_usd: Option<f64>,
+    /// When `cost_usd` is `None`: the cost of the calls that *were* priced.
+    /// It is part of the chain's cost (as in `chainpulse_llm_cost_usd_total`)
+    /// but not of a cost per request.
+    pub partial_cost_usd: f64,
     /// `None` when the request did not go through a cache at all.
     pub cache_hit: Option<bool>,
+}
+
+/// Tokens and cost of runs released after their request (late spans).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LateUsage {
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// Priced calls only.
+    pub cost_usd: f64,
 }
 
 /// Aggregate of the samples in one slot, a window, or since start.
@@ -109,6 +122,8 @@ pub struct Slot {
     pub tokens_out: u64,
     /// Sum over priced requests only.
     pub cost_usd: f64,
+    /// The priced calls' cost in requests that also had unpriced calls.
+    pub partial_cost_usd: f64,
     /// Requests whose cost was unknown (or not a finite, non-negative number).
     pub unpriced_requests: u64,
     pub cache_hits: u64,
@@ -127,6 +142,7 @@ impl Slot {
             tokens_in: 0,
             tokens_out: 0,
             cost_usd: 0.0,
+            partial_cost_usd: 0.0,
             unpriced_requests: 0,
             cache_hits: 0,
             cache_misses: 0,
@@ -143,7 +159,13 @@ impl Slot {
         self.tokens_out = self.tokens_out.saturating_add(s.tokens_out);
         match s.cost_usd {
             Some(c) if c.is_finite() && c >= 0.0 => self.cost_usd += c,
-            _ => self.unpriced_requests = self.unpriced_requests.saturating_add(1),
+            _ => {
+                self.unpriced_requests = self.unpriced_requests.saturating_add(1);
+                let p = s.partial_cost_usd;
+                if p.is_finite() && p > 0.0 {
+                    self.partial_cost_usd += p;
+                }
+            }
         }
         match s.cache_hit {
             Some(true) => self.cache_hits = self.cache_hits.saturating_add(1),
@@ -153,12 +175,23 @@ impl Slot {
         self.latency.add(s.latency_s);
     }
 
+    /// Usage of runs that arrived after their request was counted (late
+    /// children): part of the chain's tokens and cost, not a request.
+    fn add_usage(&mut self, u: &LateUsage) {
+        self.tokens_in = self.tokens_in.saturating_add(u.tokens_in);
+        self.tokens_out = self.tokens_out.saturating_add(u.tokens_out);
+        if u.cost_usd.is_finite() && u.cost_usd > 0.0 {
+            self.partial_cost_usd += u.cost_usd;
+        }
+    }
+
     fn merge(&mut self, o: &Slot) {
         self.requests = self.requests.saturating_add(o.requests);
         self.errors = self.errors.saturating_add(o.errors);
         self.tokens_in = self.tokens_in.saturating_add(o.tokens_in);
         self.tokens_out = self.tokens_out.saturating_add(o.tokens_out);
         self.cost_usd += o.cost_usd;
+        self.partial_cost_usd += o.partial_cost_usd;
         self.unpriced_requests = self.unpriced_requests.saturating_add(o.unpriced_requests);
         self.cache_hits = self.cache_hits.saturating_add(o.cache_hits);
         self.cache_misses = self.cache_misses.saturating_add(o.cache_misses);
@@ -172,6 +205,7 @@ impl Slot {
             tokens_in,
             tokens_out,
             cost_usd,
+            partial_cost_usd,
             unpriced_requests,
             cache_hits,
             cache_misses,
@@ -183,6 +217,7 @@ impl Slot {
         *tokens_in = 0;
         *tokens_out = 0;
         *cost_usd = 0.0;
+        *partial_cost_usd = 0.0;
         *unpriced_requests = 0;
         *cache_hits = 0;
         *cache_misses = 0;
@@ -344,6 +379,20 @@ impl Ring {
     }
 
     fn record(&mut self, now_secs: u64, sample: &Sample) {
+        if let Some(slot) = self.slot_at(now_secs) {
+            slot.record(sample);
+        }
+    }
+
+    fn add_usage(&mut self, now_secs: u64, u: &LateUsage) {
+        if let Some(slot) = self.slot_at(now_secs) {
+            slot.add_usage(u);
+        }
+    }
+
+    /// The slot for `now_secs`, reset lazily; `None` when the ring has moved
+    /// past it.
+    fn slot_at(&mut self, now_secs: u64) -> Option<&mut Slot> {
         if self.slots.is_empty() {
             // Empty sketches own no heap: this is one allocation of
             // `len` slot headers, once per ring.
@@ -362,14 +411,14 @@ impl Ring {
             // The slot already holds a newer period: this sample arrived more
             // than a ring's span late and no window of this ring can contain
             // it any more. It still counts in the since-start total.
-            Some(e) if e > epoch => return,
+            Some(e) if e > epoch => return None,
             // Unused, or holding an expired period: this is the lazy reset.
             _ => {
                 slot.stats.clear();
                 slot.epoch = Some(epoch);
             }
         }
-        slot.stats.record(sample);
+        Some(&mut slot.stats)
     }
 
     /// Merges the `k` most recent periods up to and including `now`'s into
@@ -432,6 +481,13 @@ impl WindowedStats {
             ring.record(now_secs, &sample);
         }
         self.total.record(&sample);
+    }
+
+    pub fn add_usage(&mut self, now_secs: u64, usage: LateUsage) {
+        for ring in &mut self.rings {
+            ring.add_usage(now_secs, &usage);
+        }
+        self.total.add_usage(&usage);
     }
 
     /// Aggregates `window` as seen at `now_secs`. Allocates one merged slot
@@ -505,6 +561,7 @@ mod tests {
             tokens_in: 10,
             tokens_out: 20,
             cost_usd: Some(0.01),
+            partial_cost_usd: 0.0,
             cache_hit: None,
         }
     }
@@ -674,6 +731,7 @@ mod tests {
                     tokens_in: 1,
                     tokens_out: 2,
                     cost_usd: if t % 2 == 0 { Some(0.5) } else { None },
+                    partial_cost_usd: 0.0,
                     cache_hit: if t % 3 == 0 { Some(t % 6 == 0) } else { None },
                 },
             );

@@ -8,7 +8,7 @@
 use super::extract::Extracted;
 use super::text::Text;
 use super::value::{as_bool, as_f64, as_nonempty_text, as_str, as_text, raw_bytes, to_value_text};
-use crate::otlp_view::{any_value::Value, AnyValue};
+use crate::otlp_view::{any_value::Value, AnyValue, Event};
 use bytes::Bytes;
 
 /// LangChain adds run-position tags (`seq:step:2`, `map:key:context`) to every
@@ -200,21 +200,98 @@ pub fn user_id(x: &Extracted<'_>, metadata: &[(Text, Text)]) -> Option<Text> {
         .or_else(|| meta_text(metadata, &["user_id", "langfuse_user_id", "user"]))
 }
 
+/// What chainpulse reads from OpenInference's `llm.invocation_parameters`
+/// JSON: the requested model and whether the call streamed.
+#[derive(Default)]
+pub struct InvocationParams {
+    pub model: Option<Text>,
+    pub stream: Option<bool>,
+}
+
+/// Parses only the keys that are used; strings without escapes are slices of
+/// the attribute. Unparseable parameters read as absent.
+pub fn invocation_params(x: &Extracted<'_>) -> InvocationParams {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(default, borrow)]
+        model: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        model_name: Option<Cow<'a, str>>,
+        #[serde(default)]
+        stream: Option<bool>,
+    }
+    let Some(Value::StringValue(owner)) = x.oi_invocation_params.and_then(|v| v.value.as_ref())
+    else {
+        return InvocationParams::default();
+    };
+    let Ok(p) = serde_json::from_slice::<Params<'_>>(owner) else {
+        return InvocationParams::default();
+    };
+    let model = p.model.or(p.model_name).and_then(|m| {
+        let t = m.trim();
+        if t.is_empty() {
+            return None;
+        }
+        Some(match &m {
+            Cow::Borrowed(b) => Text::slice_of(owner, b.trim()),
+            Cow::Owned(o) => Text::from(o.trim().to_owned()),
+        })
+    });
+    InvocationParams {
+        model,
+        stream: p.stream,
+    }
+}
+
+/// Span events that mark a streamed chunk: OpenInference records the first
+/// token as one event; OpenLLMetry's OpenAI instrumentation records every
+/// chunk (with content tracing on). The first such event is the first token.
+const FIRST_TOKEN_EVENTS: [&[u8]; 2] = [
+    b"First Token Stream Event",
+    b"gen_ai.content.completion.chunk",
+];
+
 /// Whether the call streamed, and its time to first token in seconds.
-pub fn streaming(x: &Extracted<'_>, start_unix_nano: u64) -> (Option<bool>, Option<f64>) {
+///
+/// Sources: `gen_ai.response.time_to_first_chunk` and
+/// `gen_ai.client.operation.time_to_first_chunk` (seconds), the AI SDK's
+/// `ai.response.msToFirstChunk` (milliseconds), the first streamed-chunk
+/// span event (OpenInference, OpenLLMetry), Langfuse's `completion_start_time`,
+/// OpenLIT's `gen_ai.server.time_to_first_token` (only for streamed calls:
+/// it is the whole duration otherwise).
+pub fn streaming(
+    x: &Extracted<'_>,
+    params_stream: Option<bool>,
+    start_unix_nano: u64,
+    events: &[Event],
+) -> (Option<bool>, Option<f64>) {
     let mut stream = x
         .genai_stream
         .or(x.genai_is_streaming)
         .or(x.langsmith_streaming)
-        .and_then(as_bool);
-    if stream.is_none() {
-        if let Some(params) = x.oi_invocation_params.and_then(as_str) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(params) {
-                stream = v.get("stream").and_then(serde_json::Value::as_bool);
+        .and_then(as_bool)
+        .or(params_stream);
+    let mut ttft = x
+        .ttfc
+        .or(x.client_ttfc)
+        .and_then(as_f64)
+        .or_else(|| x.ai_ms_to_first_chunk.and_then(as_f64).map(|ms| ms / 1e3));
+    if ttft.is_some() && stream.is_none() {
+        stream = Some(true);
+    }
+    if ttft.is_none() {
+        let first = events
+            .iter()
+            .filter(|e| FIRST_TOKEN_EVENTS.contains(&&e.name[..]))
+            .min_by_key(|e| e.time_unix_nano);
+        if let Some(e) = first {
+            stream = Some(true);
+            if e.time_unix_nano >= start_unix_nano {
+                ttft = Some((e.time_unix_nano - start_unix_nano) as f64 / 1e9);
             }
         }
     }
-    let mut ttft = x.ttfc.and_then(as_f64);
     // OpenLIT writes the full duration here for non-streamed calls.
     if ttft.is_none() && stream == Some(true) {
         ttft = x.server_ttft.and_then(as_f64);
@@ -229,7 +306,7 @@ pub fn streaming(x: &Extracted<'_>, start_unix_nano: u64) -> (Option<bool>, Opti
             ttft = Some((first - start_unix_nano) as f64 / 1e9);
         }
     }
-    (stream, ttft.filter(|t| *t >= 0.0))
+    (stream, ttft.filter(|t| t.is_finite() && *t >= 0.0))
 }
 
 /// Inputs and outputs, zero-copy.

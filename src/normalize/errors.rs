@@ -44,11 +44,8 @@ pub fn resolve(
 }
 
 fn error_type(x: &Extracted<'_>, status_message: &str, events: &[Event]) -> String {
-    if let Some(t) = x.error_type.and_then(as_nonempty_str) {
-        if t != "_OTHER" {
-            return sanitize(t);
-        }
-    }
+    // The recorded exception first: its type is the class by definition,
+    // while `error.type` may be a provider's error code (`rate_limit_error`).
     for event in events.iter().filter(|e| &e.name[..] == b"exception") {
         let mut ty = None;
         let mut msg = None;
@@ -71,19 +68,45 @@ fn error_type(x: &Extracted<'_>, status_message: &str, events: &[Event]) -> Stri
             None => {}
         }
     }
+    if let Some(t) = x.error_type.and_then(as_nonempty_str) {
+        if t != "_OTHER" {
+            return sanitize(t);
+        }
+    }
     let described = [
         Some(status_message),
         x.langfuse_status_message.and_then(as_str),
     ];
     for text in described.into_iter().flatten() {
-        if let Some(class) = class_prefix(text) {
+        if let Some(class) = class_prefix(text).or_else(|| sdk_status_class(text)) {
             return sanitize(class);
         }
     }
-    if let Some(t) = x.error_type.and_then(as_nonempty_str) {
-        return sanitize(t);
-    }
     "unknown".to_owned()
+}
+
+/// The OpenAI and Anthropic Python SDKs (and the other SDKs generated the
+/// same way: Groq, Together, …) describe an HTTP error as
+/// `Error code: 429 - {…}`, and map each status to one fixed class. When
+/// only that description reached the span (Langfuse, the OpenAI Agents SDK),
+/// the class is read back from the status.
+fn sdk_status_class(text: &str) -> Option<&'static str> {
+    let rest = text.trim_start().strip_prefix("Error code: ")?;
+    let code: u16 = rest.get(..3)?.parse().ok()?;
+    if !rest[3..].is_empty() && !rest[3..].starts_with(' ') {
+        return None;
+    }
+    Some(match code {
+        400 => "BadRequestError",
+        401 => "AuthenticationError",
+        403 => "PermissionDeniedError",
+        404 => "NotFoundError",
+        409 => "ConflictError",
+        422 => "UnprocessableEntityError",
+        429 => "RateLimitError",
+        500..=599 => "InternalServerError",
+        _ => return None,
+    })
 }
 
 /// `RuntimeError('boom')…` or `openai.RateLimitError: …` → the class name.
@@ -103,10 +126,37 @@ fn class_prefix(text: &str) -> Option<&str> {
     Some(ident)
 }
 
-/// Label-safe: the last dotted segment, at most 64 characters.
+/// A bare class name, whatever form it arrives in: `RateLimitError`,
+/// `openai.RateLimitError`, Python's `<class 'openai.RateLimitError'>`,
+/// Go's `*url.Error`, Java's `java.net.SocketTimeoutException`. What is not a
+/// name after that (a message, a traceback) is `unknown`: a label must never
+/// carry garbage. At most 64 characters.
 fn sanitize(t: &str) -> String {
-    let last = t.rsplit('.').next().unwrap_or(t).trim();
-    let last = if last.is_empty() { t.trim() } else { last };
+    let mut t = t.trim();
+    if let Some(inner) = t
+        .strip_prefix("<class ")
+        .and_then(|r| r.strip_suffix('>'))
+        .map(|r| r.trim_matches(|c| c == '\'' || c == '"'))
+    {
+        t = inner;
+    }
+    let last = t
+        .rsplit(['.', ':', '/'])
+        .find(|s| !s.is_empty())
+        .unwrap_or("");
+    let last = last.trim_start_matches('*');
+    // The AI SDK names every error `AI_` + its class (`AI_APICallError`).
+    let last = match last.strip_prefix("AI_") {
+        Some(class) if class.starts_with(|c: char| c.is_ascii_uppercase()) => class,
+        _ => last,
+    };
+    let is_name = !last.is_empty()
+        && last
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'-'));
+    if !is_name {
+        return "unknown".to_owned();
+    }
     last.chars().take(64).collect()
 }
 
@@ -133,5 +183,30 @@ mod tests {
     fn sanitize_keeps_last_segment() {
         assert_eq!(sanitize("openai.RateLimitError"), "RateLimitError");
         assert_eq!(sanitize(&"E".repeat(100)).len(), 64);
+        assert_eq!(
+            sanitize("<class 'openai.RateLimitError'>"),
+            "RateLimitError"
+        );
+        assert_eq!(sanitize("<class \"KeyError\">"), "KeyError");
+        assert_eq!(sanitize("*url.Error"), "Error");
+        assert_eq!(
+            sanitize("java.net.SocketTimeoutException"),
+            "SocketTimeoutException"
+        );
+        assert_eq!(sanitize("AI_APICallError"), "APICallError");
+        assert_eq!(
+            sdk_status_class("Error code: 429 - {'error': {}}"),
+            Some("RateLimitError")
+        );
+        assert_eq!(
+            sdk_status_class("Error code: 503"),
+            Some("InternalServerError")
+        );
+        assert_eq!(sdk_status_class("Error code: 4299"), None);
+        assert_eq!(sdk_status_class("timeout"), None);
+        assert_eq!(sanitize("500"), "500");
+        assert_eq!(sanitize("rate limited, retry later"), "unknown");
+        assert_eq!(sanitize("RateLimitError'>"), "unknown");
+        assert_eq!(sanitize(""), "unknown");
     }
 }

@@ -29,6 +29,10 @@ pub struct Extracted<'a> {
     pub genai_agent_name: Option<&'a AnyValue>,
     pub genai_tool_name: Option<&'a AnyValue>,
     pub genai_workflow_name: Option<&'a AnyValue>,
+    /// Vercel AI SDK: `ai.generateText`, `ai.generateText.doGenerate`, …
+    pub ai_operation_id: Option<&'a AnyValue>,
+    pub ai_function_id: Option<&'a AnyValue>,
+    pub ai_tool_name: Option<&'a AnyValue>,
 
     // Model and provider.
     pub genai_request_model: Option<&'a AnyValue>,
@@ -41,6 +45,9 @@ pub struct Extracted<'a> {
     pub genai_system: Option<&'a AnyValue>,
     pub oi_provider: Option<&'a AnyValue>,
     pub oi_system: Option<&'a AnyValue>,
+    pub ai_model_id: Option<&'a AnyValue>,
+    pub ai_model_provider: Option<&'a AnyValue>,
+    pub ai_response_model: Option<&'a AnyValue>,
 
     // Tokens.
     pub genai_input_tokens: Option<&'a AnyValue>,
@@ -61,6 +68,10 @@ pub struct Extracted<'a> {
     pub oi_cache_input: Option<&'a AnyValue>,
     pub oi_reasoning: Option<&'a AnyValue>,
     pub langfuse_usage: Option<&'a AnyValue>,
+    pub ai_input_tokens: Option<&'a AnyValue>,
+    pub ai_output_tokens: Option<&'a AnyValue>,
+    pub ai_cached_input_tokens: Option<&'a AnyValue>,
+    pub ai_reasoning_tokens: Option<&'a AnyValue>,
 
     // Status and errors.
     pub error_type: Option<&'a AnyValue>,
@@ -85,6 +96,11 @@ pub struct Extracted<'a> {
     pub genai_is_streaming: Option<&'a AnyValue>,
     pub langsmith_streaming: Option<&'a AnyValue>,
     pub ttfc: Option<&'a AnyValue>,
+    /// `gen_ai.client.operation.time_to_first_chunk` (seconds), written by
+    /// instrumentations that put the GenAI metric's value on the span.
+    pub client_ttfc: Option<&'a AnyValue>,
+    /// `ai.response.msToFirstChunk` (milliseconds, Vercel AI SDK).
+    pub ai_ms_to_first_chunk: Option<&'a AnyValue>,
     pub server_ttft: Option<&'a AnyValue>,
     pub langfuse_completion_start: Option<&'a AnyValue>,
     pub oi_invocation_params: Option<&'a AnyValue>,
@@ -109,6 +125,7 @@ pub struct Extracted<'a> {
     pub has_langfuse: bool,
     pub has_genai: bool,
     pub has_openlit: bool,
+    pub has_vercel_ai: bool,
 }
 
 impl<'a> Extracted<'a> {
@@ -137,10 +154,13 @@ impl<'a> Extracted<'a> {
             "gen_ai.agent.name" => &mut self.genai_agent_name,
             "gen_ai.tool.name" => &mut self.genai_tool_name,
             "gen_ai.workflow.name" => &mut self.genai_workflow_name,
+            "ai.operationId" => &mut self.ai_operation_id,
+            "ai.telemetry.functionId" => &mut self.ai_function_id,
+            "ai.toolCall.name" => &mut self.ai_tool_name,
 
             "gen_ai.request.model" => &mut self.genai_request_model,
             "gen_ai.response.model" => &mut self.genai_response_model,
-            "llm.model_name" => &mut self.oi_model,
+            "llm.model_name" | "embedding.model_name" => &mut self.oi_model,
             "llm.request.model_name" => &mut self.oi_request_model,
             "llm.response.model_name" => &mut self.oi_response_model,
             "langfuse.observation.model.name" => &mut self.langfuse_model,
@@ -148,6 +168,9 @@ impl<'a> Extracted<'a> {
             "gen_ai.system" => &mut self.genai_system,
             "llm.provider" => &mut self.oi_provider,
             "llm.system" => &mut self.oi_system,
+            "ai.model.id" => &mut self.ai_model_id,
+            "ai.model.provider" => &mut self.ai_model_provider,
+            "ai.response.model" => &mut self.ai_response_model,
 
             "gen_ai.usage.input_tokens" => &mut self.genai_input_tokens,
             "gen_ai.usage.output_tokens" => &mut self.genai_output_tokens,
@@ -156,10 +179,13 @@ impl<'a> Extracted<'a> {
             "gen_ai.usage.cache_read.input_tokens" => &mut self.genai_cache_read,
             "gen_ai.usage.cache_read_input_tokens" => &mut self.genai_cache_read_legacy,
             "gen_ai.usage.cache_creation.input_tokens" => &mut self.genai_cache_write,
-            "gen_ai.usage.cache_creation_input_tokens" => &mut self.genai_cache_write_legacy,
-            "gen_ai.usage.reasoning.output_tokens" | "gen_ai.usage.reasoning_tokens" => {
-                &mut self.genai_reasoning
-            }
+            "gen_ai.usage.cache_creation_input_tokens"
+            | "gen_ai.usage.cache_write.input_tokens" => &mut self.genai_cache_write_legacy,
+            // pydantic-ai writes the provider's own detail keys under
+            // `gen_ai.usage.details.*`.
+            "gen_ai.usage.reasoning.output_tokens"
+            | "gen_ai.usage.reasoning_tokens"
+            | "gen_ai.usage.details.reasoning_tokens" => &mut self.genai_reasoning,
             "gen_ai.usage.input_token_details" => &mut self.langsmith_input_details,
             "gen_ai.usage.output_token_details" => &mut self.langsmith_output_details,
             "llm.token_count.prompt" => &mut self.oi_prompt_tokens,
@@ -169,6 +195,14 @@ impl<'a> Extracted<'a> {
             "llm.token_count.prompt_details.cache_input" => &mut self.oi_cache_input,
             "llm.token_count.completion_details.reasoning" => &mut self.oi_reasoning,
             "langfuse.observation.usage_details" => &mut self.langfuse_usage,
+            // AI SDK v5+ names, then v4's.
+            // `ai.usage.tokens`: an embedding call's (input) tokens.
+            "ai.usage.inputTokens" | "ai.usage.promptTokens" | "ai.usage.tokens" => {
+                &mut self.ai_input_tokens
+            }
+            "ai.usage.outputTokens" | "ai.usage.completionTokens" => &mut self.ai_output_tokens,
+            "ai.usage.cachedInputTokens" => &mut self.ai_cached_input_tokens,
+            "ai.usage.reasoningTokens" => &mut self.ai_reasoning_tokens,
 
             "error.type" => &mut self.error_type,
             "gen_ai.task.status" => &mut self.traceloop_task_status,
@@ -187,9 +221,13 @@ impl<'a> Extracted<'a> {
             "gen_ai.is_streaming" => &mut self.genai_is_streaming,
             "langsmith.request.streaming" => &mut self.langsmith_streaming,
             "gen_ai.response.time_to_first_chunk" => &mut self.ttfc,
+            "gen_ai.client.operation.time_to_first_chunk" => &mut self.client_ttfc,
+            "ai.response.msToFirstChunk" => &mut self.ai_ms_to_first_chunk,
             "gen_ai.server.time_to_first_token" => &mut self.server_ttft,
             "langfuse.observation.completion_start_time" => &mut self.langfuse_completion_start,
-            "llm.invocation_parameters" => &mut self.oi_invocation_params,
+            "llm.invocation_parameters" | "embedding.invocation_parameters" => {
+                &mut self.oi_invocation_params
+            }
             "cache_hit" | "cache.hit" | "llm.cache_hit" | "gen_ai.cache.hit" => &mut self.cache_hit,
 
             "input.value" => &mut self.oi_input,
@@ -246,6 +284,8 @@ impl<'a> Extracted<'a> {
             self.has_genai = true;
         } else if key.starts_with("openlit.") {
             self.has_openlit = true;
+        } else if key.starts_with("ai.") {
+            self.has_vercel_ai = true;
         }
     }
 }

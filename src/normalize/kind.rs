@@ -27,6 +27,59 @@ pub fn resolve(x: &Extracted<'_>, span_name: &Bytes, dialect: Dialect) -> (RunKi
     (kind, name)
 }
 
+/// Set-up, not invocation: the GenAI operation `create_agent` is the
+/// building of an agent (OpenLLMetry emits it, in a trace of its own, when a
+/// LangGraph graph is compiled). The app's request is `invoke_agent`.
+pub fn is_setup(x: &Extracted<'_>) -> bool {
+    x.genai_operation.and_then(as_str) == Some("create_agent")
+}
+
+/// Kind corrections that need more than one attribute:
+/// * a set-up span is not an agent (or anything else) at work: `other`;
+/// * a LangGraph node (metadata `langgraph_node` equal to the run's name) is
+///   a step of its graph, even when an instrumentation guessed "agent" from
+///   the node's name (OpenInference calls any run named `*agent*` an AGENT,
+///   so `create_react_agent`'s model node `agent` became one);
+/// * a root whose kind nobody said (a plain tracer span, OpenLIT's
+///   `@trace`, Langfuse's `@observe`) is the app's chain: a request is an
+///   invocation of the app's chain or agent.
+pub fn refine(
+    kind: RunKind,
+    name: &str,
+    metadata: &[(Text, Text)],
+    setup: bool,
+    root: bool,
+) -> RunKind {
+    if setup {
+        return RunKind::Other;
+    }
+    if kind == RunKind::Agent
+        && super::context::meta_value(metadata, "langgraph_node") == Some(name)
+    {
+        return RunKind::Chain;
+    }
+    if root && kind == RunKind::Other {
+        return RunKind::Chain;
+    }
+    kind
+}
+
+/// A GenAI inference span's name, `{gen_ai.operation.name} {model}` as the
+/// semantic conventions define it: the kind and the model, for spans whose
+/// attributes are missing.
+pub fn from_genai_span_name(name: &Bytes) -> Option<(RunKind, Option<Text>)> {
+    let s = simdutf8::basic::from_utf8(name).ok()?;
+    let (op, model) = s.split_once(' ')?;
+    let kind = match op {
+        "chat" | "text_completion" | "generate_content" => RunKind::Llm,
+        "embeddings" => RunKind::Embedding,
+        _ => return None,
+    };
+    let model = model.trim();
+    let valid = !model.is_empty() && !model.contains(char::is_whitespace);
+    Some((kind, valid.then(|| Text::slice_of(name, model))))
+}
+
 fn framework_kind(x: &Extracted<'_>) -> Option<RunKind> {
     if let Some(k) = x.oi_kind.and_then(as_str) {
         return Some(match k.to_ascii_uppercase().as_str() {
@@ -66,6 +119,9 @@ fn framework_kind(x: &Extracted<'_>) -> Option<RunKind> {
             _ => RunKind::Other,
         });
     }
+    if let Some(op) = x.ai_operation_id.and_then(as_str) {
+        return Some(vercel_kind(op));
+    }
     if let Some(k) = x.traceloop_kind.and_then(as_str) {
         // Traceloop's retriever spans are "task"s with a `vector_db_retrieve`
         // operation; let the operation decide those.
@@ -79,6 +135,24 @@ fn framework_kind(x: &Extracted<'_>) -> Option<RunKind> {
         });
     }
     None
+}
+
+/// The AI SDK's `ai.operationId`: the top-level call (`ai.generateText`,
+/// `ai.streamObject`, `ai.embedMany`, …) wraps one provider call per step
+/// (`….doGenerate`, `….doStream`, `….doEmbed`) and the tool calls between
+/// them. Only the provider calls are LLM / embedding runs: the wrapper's
+/// `ai.usage.*` is the sum of its steps, and counting it would count every
+/// token twice.
+fn vercel_kind(op: &str) -> RunKind {
+    if op.ends_with(".doEmbed") {
+        RunKind::Embedding
+    } else if op.ends_with(".doGenerate") || op.ends_with(".doStream") {
+        RunKind::Llm
+    } else if op == "ai.toolCall" {
+        RunKind::Tool
+    } else {
+        RunKind::Chain
+    }
 }
 
 fn genai_kind(x: &Extracted<'_>) -> Option<RunKind> {
@@ -118,6 +192,16 @@ fn run_name(x: &Extracted<'_>, span_name_bytes: &Bytes, dialect: Dialect) -> Tex
         return n;
     }
     let span_name = simdutf8::basic::from_utf8(span_name_bytes).unwrap_or_default();
+    if let Some(op) = x.ai_operation_id.and_then(as_nonempty_text) {
+        // The AI SDK: the app names a top-level call with `functionId`; a tool
+        // call by its tool; the provider-call steps by their operation.
+        let named = match vercel_kind(&op) {
+            RunKind::Chain => x.ai_function_id,
+            RunKind::Tool => x.ai_tool_name,
+            _ => None,
+        };
+        return named.and_then(as_nonempty_text).unwrap_or(op);
+    }
     match dialect {
         Dialect::OpenLlmetry | Dialect::GenAi | Dialect::OpenLit => {
             let op = x.genai_operation.and_then(as_str).unwrap_or("");

@@ -1,6 +1,6 @@
 //! Stage 2: every span becomes a [`ChainRun`], whichever instrumentation
 //! sent it (OpenInference, OpenLLMetry/Traceloop, LangSmith, OTel GenAI,
-//! Langfuse, OpenLIT).
+//! Langfuse, OpenLIT, the Vercel AI SDK).
 //!
 //! The input is the zero-copy view of a validated request; the output owns
 //! only the short strings that become labels, plus `Bytes` slices for inputs
@@ -50,6 +50,33 @@ impl ResourceCtx {
     }
 }
 
+/// Per-instrumentation-scope facts shared by its spans.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScopeCtx {
+    /// The scope is OpenLIT's (`openlit`, `openlit.instrumentation.*`).
+    pub openlit: bool,
+    /// The provider whose SDK the scope instruments
+    /// (`openlit.instrumentation.anthropic`,
+    /// `opentelemetry.instrumentation.openai_v2`, …): a fallback for spans
+    /// that name no provider, such as a failed call recorded before its
+    /// attributes were set.
+    pub provider: Option<&'static str>,
+}
+
+impl ScopeCtx {
+    pub fn from_name(name: &[u8]) -> Self {
+        let name = simdutf8::basic::from_utf8(name).unwrap_or_default();
+        let library = name
+            .rsplit_once(".instrumentation.")
+            .map(|(_, lib)| lib)
+            .or_else(|| name.strip_prefix("opentelemetry-instrumentation-"));
+        ScopeCtx {
+            openlit: name.starts_with("openlit"),
+            provider: library.and_then(usage::provider_of_sdk),
+        }
+    }
+}
+
 /// Normalizes every span of a (validated) request, in order.
 pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
     let total: usize = req
@@ -66,12 +93,13 @@ pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
             .map(|r| ResourceCtx::from_attributes(&r.attributes))
             .unwrap_or_else(|| ResourceCtx::from_attributes(&[]));
         for ss in &rs.scope_spans {
-            let scope_openlit = ss
+            let scope = ss
                 .scope
                 .as_ref()
-                .is_some_and(|s| s.name.starts_with(b"openlit"));
+                .map(|s| ScopeCtx::from_name(&s.name))
+                .unwrap_or_default();
             for span in &ss.spans {
-                if let Some(run) = normalize_span(span, &ctx, scope_openlit) {
+                if let Some(run) = normalize_scoped(span, &ctx, &scope) {
                     runs.push(run);
                 }
             }
@@ -83,6 +111,15 @@ pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
 /// One span to one run. `None` only for ids of the wrong length, which
 /// `receive::validate` already rejects.
 pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Option<ChainRun> {
+    let scope = ScopeCtx {
+        openlit: scope_openlit,
+        provider: None,
+    };
+    normalize_scoped(span, ctx, &scope)
+}
+
+/// [`normalize_span`] with everything known about the span's scope.
+pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Option<ChainRun> {
     let trace_id: TraceId = span.trace_id[..].try_into().ok()?;
     let span_id: SpanId = span.span_id[..].try_into().ok()?;
     let parent_span_id: Option<SpanId> = match span.parent_span_id.len() {
@@ -92,21 +129,46 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
     .filter(|p| *p != [0u8; 8]);
 
     let x = Extracted::from_attributes(&span.attributes);
-    let dialect = detect(&x, ctx.openlit || scope_openlit);
+    let dialect = detect(&x, ctx.openlit || scope.openlit);
     let (kind, name) = kind::resolve(&x, &span.name, dialect);
-
     let metadata = context::metadata(&x);
-    let model = usage::model(&x, context::meta_text(&metadata, &["ls_model_name"]));
-    let provider = usage::provider(&x, context::meta_text(&metadata, &["ls_provider"]));
-    let tokens = usage::tokens(&x);
+    let setup = kind::is_setup(&x);
+    let kind = kind::refine(kind, &name, &metadata, setup, parent_span_id.is_none());
+    // A GenAI span that carries no kind at all (OpenLIT records a failed call
+    // before setting any attribute) is read from its spec-defined name,
+    // `{operation} {model}`.
+    let (kind, name_model) = match (kind, dialect) {
+        (RunKind::Other, Dialect::OpenLit | Dialect::GenAi) => {
+            kind::from_genai_span_name(&span.name).unwrap_or((kind, None))
+        }
+        _ => (kind, None),
+    };
+
+    let params = context::invocation_params(&x);
+    let model = usage::model(
+        &x,
+        params.model,
+        context::meta_text(&metadata, &["ls_model_name"]),
+    )
+    .or(name_model);
+    let provider =
+        usage::provider(&x, context::meta_text(&metadata, &["ls_provider"])).or_else(|| {
+            kind.bills_tokens()
+                .then_some(scope.provider)
+                .flatten()
+                .map(Text::from_static)
+        });
+    let (inputs, outputs) = context::io(&x);
+    let usage = usage::tokens(&x, dialect, provider.as_deref(), outputs.as_deref());
     let (status_code, status_message) = span
         .status
         .as_ref()
         .map(|s| (s.code, std::str::from_utf8(&s.message).unwrap_or_default()))
         .unwrap_or((0, ""));
     let (status, error_type) = errors::resolve(&x, status_code, status_message, &span.events);
-    let (streaming, time_to_first_token_s) = context::streaming(&x, span.start_time_unix_nano);
-    let (inputs, outputs) = context::io(&x);
+    let status_unset = status_code == 0 && status == RunStatus::Ok;
+    let (streaming, time_to_first_token_s) =
+        context::streaming(&x, params.stream, span.start_time_unix_nano, &span.events);
     let cache_hit = context::cache_hit(&x, kind == RunKind::Llm, outputs.as_ref());
 
     Some(ChainRun {
@@ -117,12 +179,16 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
         service: ctx.service.clone(),
         name,
         kind,
+        setup,
+        response_model: usage::response_model(&x),
         model,
         provider,
-        tokens,
+        tokens: usage.tokens,
+        usage_reported: usage.reported,
         start_unix_nano: span.start_time_unix_nano,
         end_unix_nano: span.end_time_unix_nano,
         status,
+        status_unset,
         error_type,
         tags: context::tags(&x),
         session_id: context::session_id(&x, &metadata),
@@ -147,6 +213,8 @@ fn detect(x: &Extracted<'_>, openlit: bool) -> Dialect {
         Dialect::OpenLlmetry
     } else if openlit || x.has_openlit {
         Dialect::OpenLit
+    } else if x.ai_operation_id.is_some() {
+        Dialect::VercelAi
     } else if x.has_genai {
         Dialect::GenAi
     } else {

@@ -78,6 +78,7 @@ pub enum Dialect {
     LangSmith,
     Langfuse,
     OpenLit,
+    VercelAi,
     GenAi,
     Unknown,
 }
@@ -90,6 +91,7 @@ impl Dialect {
             Dialect::LangSmith => "langsmith",
             Dialect::Langfuse => "langfuse",
             Dialect::OpenLit => "openlit",
+            Dialect::VercelAi => "vercel_ai",
             Dialect::GenAi => "gen_ai",
             Dialect::Unknown => "unknown",
         }
@@ -143,12 +145,27 @@ pub struct ChainRun {
     /// The name the application gave the run (LangChain's `run_name`).
     pub name: Text,
     pub kind: RunKind,
+    /// A framework set-up span (building an agent, not running it): never a
+    /// request, even as the root of its trace.
+    pub setup: bool,
+    /// The model the application *requested*: one series per model whether
+    /// streamed or not, whichever instrumentation (see `usage::model`).
     pub model: Option<Text>,
+    /// The model that answered (often a dated snapshot of `model`), when the
+    /// span says so: it may refine the price, never the label.
+    pub response_model: Option<Text>,
     pub provider: Option<Text>,
     pub tokens: Tokens,
+    /// Whether the span reported usage at all. `false` means "not known",
+    /// which is not the same as zero tokens: such a call is unpriced.
+    pub usage_reported: bool,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
     pub status: RunStatus,
+    /// The span set no status (OTel `UNSET`) and nothing else marked it
+    /// failed: its outcome is "not said", which a request root resolves from
+    /// its last step (see `aggregate::requests`).
+    pub status_unset: bool,
     /// Exception class (`RuntimeError`), never a message or a traceback.
     pub error_type: Option<Text>,
     /// Sorted, deduplicated, without LangChain's positional tags.

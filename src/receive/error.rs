@@ -38,6 +38,10 @@ pub enum IngestError {
     /// request larger than the queue).
     #[error("cannot queue the request for forwarding: {0}")]
     ForwardQueue(String),
+    /// A request to a path no receiver serves (a mistyped endpoint, or an
+    /// SDK whose host setting appends a path chainpulse does not know).
+    #[error("no route for {method} {path}: chainpulse's OTLP/HTTP receiver serves POST {}", super::http::TRACE_PATHS.join(", POST "))]
+    UnknownPath { method: String, path: String },
 }
 
 impl IngestError {
@@ -56,6 +60,7 @@ impl IngestError {
             IngestError::Overloaded(_) => "overloaded",
             IngestError::QueueFull { .. } => "queue_full",
             IngestError::ForwardQueue(_) => "forward_queue_error",
+            IngestError::UnknownPath { .. } => "unknown_path",
         }
     }
 
@@ -80,6 +85,7 @@ impl IngestError {
             IngestError::Overloaded(_)
             | IngestError::QueueFull { .. }
             | IngestError::ForwardQueue(_) => S::SERVICE_UNAVAILABLE,
+            IngestError::UnknownPath { .. } => S::NOT_FOUND,
             _ => S::BAD_REQUEST,
         }
     }
@@ -103,6 +109,7 @@ impl IngestError {
                 );
                 tonic::Status::with_details(tonic::Code::ResourceExhausted, msg, details.into())
             }
+            IngestError::UnknownPath { .. } => tonic::Status::unimplemented(msg),
             _ => tonic::Status::invalid_argument(msg),
         }
     }

@@ -1,6 +1,13 @@
 //! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally
 //! gzip-compressed.
 //!
+//! Vendor SDKs that are pointed at chainpulse by their *host* setting append
+//! their own path to it, so those paths are served too (see [`TRACE_PATHS`]):
+//! "the app changes nothing but its endpoint" must hold for them as well.
+//! Any other path is counted (`reason="unknown_path"`) and answered 404 with
+//! the list of paths that work, so a mistyped endpoint is visible on both
+//! sides instead of silently losing data.
+//!
 //! Responses follow the OTLP/HTTP spec: success is an
 //! `ExportTraceServiceResponse` (with `partial_success` when spans were
 //! rejected) and failure a `google.rpc.Status`, both in the request's
@@ -37,9 +44,24 @@ enum Encoding {
     Json,
 }
 
+/// Every path that accepts an OTLP trace export:
+/// * `/v1/traces`: the OTLP/HTTP standard (`OTEL_EXPORTER_OTLP_ENDPOINT`);
+/// * `/api/public/otel/v1/traces`: the Langfuse SDK (v3+) pointed at
+///   chainpulse through `LANGFUSE_HOST` / `LANGFUSE_BASE_URL`;
+/// * `/otel/v1/traces`: LangSmith's OTel endpoint (`LANGSMITH_ENDPOINT`
+///   plus `/otel`).
+pub const TRACE_PATHS: [&str; 3] = [
+    "/v1/traces",
+    "/api/public/otel/v1/traces",
+    "/otel/v1/traces",
+];
+
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    Router::new()
-        .route("/v1/traces", post(export_traces))
+    let mut router = Router::new();
+    for path in TRACE_PATHS {
+        router = router.route(path, post(export_traces));
+    }
+    router
         .route("/v1/metrics", axum::routing::any(traces_only))
         .route("/v1/logs", axum::routing::any(traces_only))
         .fallback(not_found)
@@ -237,12 +259,23 @@ async fn traces_only(headers: HeaderMap, uri: Uri) -> Response {
     status_body(reply_encoding(&headers), StatusCode::NOT_FOUND, 12, &msg)
 }
 
-async fn not_found(headers: HeaderMap, method: Method, uri: Uri) -> Response {
-    let msg = format!(
-        "no route for {method} {}: chainpulse's OTLP/HTTP receiver serves POST /v1/traces",
-        uri.path()
-    );
-    status_body(reply_encoding(&headers), StatusCode::NOT_FOUND, 5, &msg)
+async fn not_found(
+    State(pipeline): State<Arc<Pipeline>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let encoding = reply_encoding(&headers);
+    let protocol = match encoding {
+        Encoding::Protobuf => Protocol::HttpProtobuf,
+        Encoding::Json => Protocol::HttpJson,
+    };
+    let e = IngestError::UnknownPath {
+        method: method.to_string(),
+        path: uri.path().chars().take(256).collect(),
+    };
+    let e = pipeline.reject_transport(protocol, e);
+    status_body(encoding, StatusCode::NOT_FOUND, 5, &e.to_string())
 }
 
 #[cfg(test)]
