@@ -12,6 +12,7 @@
 //!   * finished traces are remembered (chain name only) for `completed_ttl`,
 //!     and at most `max_traces` of them, so a late child still gets its chain.
 
+use super::orphans::{self, Frame, Orphans};
 use crate::config::AssemblyConfig;
 use crate::normalize::{ChainRun, TraceId};
 // foldhash: seeded per process (so hash flooding from network-chosen keys is
@@ -35,6 +36,9 @@ pub struct Labeled {
     /// other run, including LLM spans that wrap another LLM span of the same
     /// call (see `calls`).
     pub billed: bool,
+    /// An unbilled provider span of a call that was already counted without
+    /// a time to first token: it adds only that (see `orphans`).
+    pub ttft_only: bool,
 }
 
 impl Labeled {
@@ -42,6 +46,7 @@ impl Labeled {
         Labeled {
             is_request: root && !run.setup,
             billed: run.kind.bills_tokens(),
+            ttft_only: false,
             run,
             chain,
         }
@@ -61,6 +66,7 @@ pub struct AssemblyStats {
     pub evicted_capacity: u64,
     pub inferred_roots: u64,
     pub late_spans: u64,
+    pub orphans_adopted: u64,
 }
 
 struct Pending {
@@ -80,6 +86,9 @@ pub struct Assembler {
     completed_ttl: Duration,
     max_traces: usize,
     max_spans: usize,
+    /// Parentless provider spans waiting for the framework span they belong
+    /// to (see `orphans`).
+    orphans: Orphans,
     pub stats: AssemblyStats,
 }
 
@@ -95,6 +104,7 @@ impl Assembler {
             completed_ttl: cfg.completed_ttl(),
             max_traces: cfg.max_traces,
             max_spans: cfg.max_spans,
+            orphans: Orphans::default(),
             stats: AssemblyStats::default(),
         }
     }
@@ -107,6 +117,17 @@ impl Assembler {
         self.spans_held
     }
 
+    /// Notes, before a request's runs are placed, which services nest LLM
+    /// spans, so a parentless provider span earlier in the same request is
+    /// held for its framework span rather than released as a request.
+    pub fn note_nesting(&mut self, runs: &[ChainRun]) {
+        for r in runs {
+            if !r.is_root() && r.kind.bills_tokens() && !self.orphans.may_nest(&r.service) {
+                self.orphans.note_nesting(&r.service);
+            }
+        }
+    }
+
     /// Takes one run; appends whatever became ready to `out`.
     pub fn accept(&mut self, run: ChainRun, now: Instant, out: &mut Vec<Labeled>) {
         // A root whose trace was already released (its root inferred after
@@ -117,19 +138,12 @@ impl Assembler {
             out.push(Labeled::new(run, chain.clone(), false));
             return;
         }
+        if run.is_root() && run.kind.bills_tokens() && self.orphans.may_nest(&run.service) {
+            self.take_orphan(run, now, out);
+            return;
+        }
         if run.is_root() {
-            let chain: Arc<str> = Arc::from(run.name.as_str());
-            let trace_id = run.trace_id;
-            out.push(Labeled::new(run, chain.clone(), true));
-            if let Some(p) = self.pending.remove(&trace_id) {
-                self.spans_held -= p.runs.len();
-                out.extend(
-                    p.runs
-                        .into_iter()
-                        .map(|run| Labeled::new(run, chain.clone(), false)),
-                );
-            }
-            self.remember(trace_id, chain, now);
+            self.release_root(run, now, out);
             return;
         }
         if let Some((chain, _)) = self.completed.get(&run.trace_id) {
@@ -137,6 +151,7 @@ impl Assembler {
             out.push(Labeled::new(run, chain.clone(), false));
             return;
         }
+        let frame = run.kind.bills_tokens().then(|| Frame::of(&run));
         let trace_id = run.trace_id;
         let pending = self.pending.entry(trace_id).or_insert_with(|| {
             self.order.push_back((trace_id, now));
@@ -147,9 +162,117 @@ impl Assembler {
         });
         pending.runs.push(run);
         self.spans_held += 1;
+        if let Some(frame) = frame {
+            match self.orphans.claim(&frame) {
+                // Already counted in `spans_held` while it waited.
+                Some(orphan) => {
+                    self.stats.orphans_adopted += 1;
+                    self.adopt(orphan, &frame, out);
+                }
+                None => self.orphans.note_frame(frame),
+            }
+        }
+        self.enforce_capacity(now, out);
+    }
+
+    /// A parentless provider span of a service that nests LLM spans: placed
+    /// beneath the framework span it belongs to, or held until it arrives.
+    fn take_orphan(&mut self, run: ChainRun, now: Instant, out: &mut Vec<Labeled>) {
+        // With provider spans of its own beneath it, it is a wrapper, not a
+        // detached call: the root of its trace.
+        let wraps_calls = self
+            .pending
+            .get(&run.trace_id)
+            .is_some_and(|p| p.runs.iter().any(|r| r.kind.bills_tokens()));
+        if wraps_calls {
+            self.release_root(run, now, out);
+            return;
+        }
+        let (pending, completed) = (&self.pending, &self.completed);
+        let frame = self.orphans.take_frame(&run, |f| {
+            pending.contains_key(&f.trace_id) || completed.contains_key(&f.trace_id)
+        });
+        let Some(frame) = frame else {
+            self.orphans.hold(run, now);
+            self.spans_held += 1;
+            self.enforce_capacity(now, out);
+            return;
+        };
+        self.stats.orphans_adopted += 1;
+        self.spans_held += 1;
+        self.adopt(run, &frame, out);
+    }
+
+    /// Places `orphan` (counted in `spans_held`) and the spans that waited
+    /// beneath it in `frame`'s trace: pending with it, or — when that trace
+    /// was already released, its call counted from the framework span — as
+    /// late, unbilled steps of its chain.
+    fn adopt(&mut self, orphan: ChainRun, frame: &Frame, out: &mut Vec<Labeled>) {
+        let own = orphan.trace_id;
+        let beneath = self
+            .pending
+            .remove(&own)
+            .map(|p| p.runs)
+            .unwrap_or_default();
+        if let Some(p) = self.pending.get_mut(&frame.trace_id) {
+            p.runs.push(orphans::adopt(orphan, frame));
+            p.runs.extend(beneath.into_iter().map(|mut r| {
+                r.trace_id = frame.trace_id;
+                r
+            }));
+            return;
+        }
+        // Released already: the call was counted from the framework span.
+        // The provider span keeps its own trace (so nothing takes it for a
+        // call nested in the released one) and is an unbilled step.
+        let chain = match self.completed.get(&frame.trace_id) {
+            Some((chain, _)) => chain.clone(),
+            None => Arc::from(frame.service.as_ref()),
+        };
+        let n = 1 + beneath.len();
+        self.spans_held -= n;
+        self.stats.late_spans += n as u64;
+        let adds_ttft = !frame.has_ttft && orphan.time_to_first_token_s.is_some();
+        out.extend(
+            std::iter::once(orphan)
+                .chain(beneath)
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut l = Labeled::new(r, chain.clone(), false);
+                    l.billed = false;
+                    l.ttft_only = i == 0 && adds_ttft;
+                    l
+                }),
+        );
+    }
+
+    /// A trace's root: released with everything that waited for it.
+    fn release_root(&mut self, run: ChainRun, now: Instant, out: &mut Vec<Labeled>) {
+        let chain: Arc<str> = Arc::from(run.name.as_str());
+        let trace_id = run.trace_id;
+        out.push(Labeled::new(run, chain.clone(), true));
+        if let Some(p) = self.pending.remove(&trace_id) {
+            self.spans_held -= p.runs.len();
+            out.extend(
+                p.runs
+                    .into_iter()
+                    .map(|run| Labeled::new(run, chain.clone(), false)),
+            );
+        }
+        self.remember(trace_id, chain, now);
+    }
+
+    fn enforce_capacity(&mut self, now: Instant, out: &mut Vec<Labeled>) {
         while self.pending.len() > self.max_traces || self.spans_held > self.max_spans {
             if !self.evict_oldest(Eviction::Capacity, now, out) {
-                break;
+                match self.orphans.pop_oldest() {
+                    Some(o) => {
+                        self.spans_held -= 1;
+                        self.stats.evicted_capacity += 1;
+                        self.release_root(o, now, out);
+                    }
+                    None => break,
+                }
             }
         }
     }
@@ -157,6 +280,14 @@ impl Assembler {
     /// Releases traces that waited longer than the timeout, and forgets old
     /// completed traces. Call periodically.
     pub fn sweep(&mut self, now: Instant, out: &mut Vec<Labeled>) {
+        let timeout = self.timeout;
+        for orphan in self
+            .orphans
+            .expire(|since| now.duration_since(since) >= timeout)
+        {
+            self.spans_held -= 1;
+            self.release_root(orphan, now, out);
+        }
         while let Some(&(_, since)) = self.order.front() {
             if now.duration_since(since) < self.timeout {
                 break;
@@ -179,6 +310,10 @@ impl Assembler {
     /// Releases everything held (shutdown).
     pub fn drain(&mut self, now: Instant, out: &mut Vec<Labeled>) {
         while self.evict_oldest(Eviction::Timeout, now, out) {}
+        while let Some(orphan) = self.orphans.pop_oldest() {
+            self.spans_held -= 1;
+            self.release_root(orphan, now, out);
+        }
     }
 
     fn remember(&mut self, trace_id: TraceId, chain: Arc<str>, now: Instant) {

@@ -10,7 +10,8 @@
 //! root is the last span of its trace to end): an LLM or embedding run with
 //! an LLM or embedding run *beneath* it is a wrapper. Wrappers are kept as
 //! steps (their latency is real) but are not calls: no call count, no
-//! tokens, no cost. The innermost runs are the calls. A call that reported
+//! tokens, no cost, and their failure is not a second LLM error (the call
+//! beneath already failed with it). The innermost runs are the calls. A call that reported
 //! no usage, or no model, or no time to first token, takes it from the
 //! nearest wrapper that did, when that wrapper holds no other call (so a
 //! framework that reports usage only on its own span still prices the call,
@@ -94,8 +95,9 @@ pub fn resolve(batch: &mut [Labeled]) {
             }
             if c.model.is_none() {
                 c.model = wr.model.clone();
-            }
-            if c.response_model.is_none() {
+                c.response_model = wr.response_model.clone();
+                c.price_as_response = wr.price_as_response;
+            } else if c.response_model.is_none() {
                 c.response_model = wr.response_model.clone();
             }
             if c.provider.is_none() {
@@ -106,6 +108,15 @@ pub fn resolve(batch: &mut [Labeled]) {
             }
             if c.streaming.is_none() {
                 c.streaming = wr.streaming;
+            }
+            // A provider SDK may record its error *code* (`rate_limit_error`)
+            // where the framework recorded the class the app caught.
+            let is_class = |t: &Option<crate::normalize::Text>| {
+                t.as_deref()
+                    .is_some_and(|t| t.starts_with(|ch: char| ch.is_ascii_uppercase()))
+            };
+            if !is_class(&c.error_type) && is_class(&wr.error_type) {
+                c.error_type = wr.error_type.clone();
             }
             w = wrapper_of[j];
         }
@@ -127,44 +138,17 @@ fn pair_mut(batch: &mut [Labeled], i: usize, j: usize) -> (&mut Labeled, &Labele
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::{ChainRun, Dialect, RunKind, RunStatus, Text, Tokens};
+    use crate::normalize::{ChainRun, RunKind, Text, Tokens};
     use std::sync::Arc;
 
     fn run(span: u8, parent: Option<u8>, kind: RunKind, usage: Option<u64>) -> Labeled {
-        let tokens = Tokens {
+        let mut run = ChainRun::for_test(1, span, parent, kind);
+        run.tokens = Tokens {
             input: usage.unwrap_or(0),
             output: usage.map_or(0, |u| u / 2),
             ..Tokens::default()
         };
-        let run = ChainRun {
-            trace_id: [1; 16],
-            span_id: [span; 8],
-            parent_span_id: parent.map(|p| [p; 8]),
-            dialect: Dialect::OpenInference,
-            service: Arc::from("svc"),
-            name: Text::from(format!("run{span}")),
-            kind,
-            setup: false,
-            model: None,
-            response_model: None,
-            provider: None,
-            tokens,
-            usage_reported: usage.is_some(),
-            start_unix_nano: 0,
-            end_unix_nano: 1,
-            status: RunStatus::Ok,
-            status_unset: false,
-            error_type: None,
-            tags: vec![],
-            metadata: vec![],
-            session_id: None,
-            user_id: None,
-            streaming: None,
-            time_to_first_token_s: None,
-            cache_hit: None,
-            inputs: None,
-            outputs: None,
-        };
+        run.usage_reported = usage.is_some();
         Labeled::new(run, Arc::from("chain"), parent.is_none())
     }
 

@@ -11,6 +11,7 @@
 pub mod assembly;
 pub mod calls;
 pub mod kpi;
+pub mod orphans;
 pub mod recorder;
 pub mod requests;
 pub mod series;
@@ -63,6 +64,7 @@ pub struct Aggregator {
     evicted_capacity: Counter,
     inferred_roots: Counter,
     late_spans: Counter,
+    orphans_adopted: Counter,
     sampler: Option<Arc<Sampler>>,
 }
 
@@ -86,6 +88,7 @@ impl Aggregator {
             evicted_capacity: reason("capacity"),
             inferred_roots: registry.counter(ASSEMBLY_INFERRED_ROOTS, &[]),
             late_spans: registry.counter(ASSEMBLY_LATE_SPANS, &[]),
+            orphans_adopted: registry.counter(ASSEMBLY_ORPHANS_ADOPTED, &[]),
             recorder: Recorder::new(registry, config, prices),
             sampler,
         }
@@ -93,6 +96,7 @@ impl Aggregator {
 
     /// Takes the runs of one export request.
     pub fn accept(&mut self, runs: Vec<ChainRun>, now: Instant) {
+        self.assembler.note_nesting(&runs);
         for run in runs {
             self.assembler.accept(run, now, &mut self.ready);
         }
@@ -221,6 +225,8 @@ impl Aggregator {
         self.inferred_roots
             .increment(s.inferred_roots - r.inferred_roots);
         self.late_spans.increment(s.late_spans - r.late_spans);
+        self.orphans_adopted
+            .increment(s.orphans_adopted - r.orphans_adopted);
         self.reported = s;
         self.traces_held.set(self.assembler.traces_held() as f64);
         self.spans_held.set(self.assembler.spans_held() as f64);

@@ -136,11 +136,14 @@ impl Recorder {
         );
         observe(s, status, duration);
 
-        if l.billed {
+        if l.billed || l.ttft_only {
             outcome = self.record_llm(l, &promoted);
         }
 
-        if let Some(error_type) = run.error_type.as_deref() {
+        // A wrapper around an LLM call (not billed, but of a billing kind)
+        // fails with its call's error: one failed call is one LLM error.
+        let wrapper = run.kind.bills_tokens() && !l.billed;
+        if let (Some(error_type), false) = (run.error_type.as_deref(), wrapper) {
             let labels = [
                 ("service", &*run.service),
                 ("chain", &*l.chain),
@@ -194,6 +197,14 @@ impl Recorder {
                 cost_labels,
             }
         });
+        if l.ttft_only {
+            // A second span of a call already counted: only the time to
+            // first token it carries, which the counted span lacked.
+            if let Some(t) = run.time_to_first_token_s {
+                s.ttft.record(t);
+            }
+            return RunCost::default();
+        }
         if run.kind == RunKind::Llm {
             match run.status {
                 RunStatus::Ok => s.ok.increment(1),
@@ -253,14 +264,18 @@ impl Recorder {
                 batch,
             )
         };
-        // The requested model's price; the answering snapshot's only when
-        // the requested name has none (a deployment alias, say).
-        let mut cost = price(model);
-        if let (Cost::Unpriced, Some(answered)) = (&cost, run.response_model.as_deref()) {
-            if answered != model {
-                if let c @ Cost::Priced { .. } = price(answered) {
-                    cost = c;
-                }
+        // The requested model's price; the answering snapshot's when the
+        // span named only the snapshot (it is what ran), or when the
+        // requested name has none (a deployment alias, say).
+        let answered = run.response_model.as_deref().filter(|a| *a != model);
+        let (first, second) = match answered {
+            Some(a) if run.price_as_response => (a, Some(model)),
+            other => (model, other),
+        };
+        let mut cost = price(first);
+        if let (Cost::Unpriced, Some(m)) = (&cost, second) {
+            if let c @ Cost::Priced { .. } = price(m) {
+                cost = c;
             }
         }
         match cost {

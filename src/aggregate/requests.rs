@@ -1,81 +1,97 @@
-//! How a request ended, when its root does not say.
+//! How a request ended, when its root does not say it truthfully.
 //!
 //! A request is one root run (an invocation of the app's chain or agent),
-//! and its outcome is normally the root's status. Some roots carry no status
-//! at all (OTel `UNSET`): the OpenAI Agents SDK's trace span stays unset
-//! when the agent run under it raises. Such a request ended the way its
-//! *last* step ended: if the step that finished last failed, the request
-//! failed with that step's error class; if a failed attempt was followed by
-//! a successful one (a retry, a fallback), it did not. A root with an
-//! explicit status (OK or ERROR) is never second-guessed.
+//! and its outcome is normally the root's status. Two shapes hide a failure
+//! from the root:
+//! * the root carries no status at all (OTel `UNSET`);
+//! * the root says OK although the invocation raised: OpenInference's
+//!   OpenAI Agents processor ends the trace's spans OK whatever happened,
+//!   and only the agent span under them records the error.
+//!
+//! The rule: follow the path of *last steps* down from the root (at each
+//! level, the child that finished last). If an orchestrating step on that
+//! path (a chain or an agent) failed, the failure reached the end of the
+//! invocation and the request failed (the step counted its own error; the
+//! root adds none). An
+//! unset root also fails when its own last step failed, whatever its kind.
+//! A failure followed by a successful step (a retry, a fallback, a tool
+//! error the agent recovered from) is off that path, so the request stays
+//! OK. A root that says ERROR is never second-guessed.
 
 use super::assembly::Labeled;
-use crate::normalize::RunStatus;
+use crate::normalize::{RunKind, RunStatus};
 
-/// Resolves the outcome of every unset request root in `batch` from its
-/// direct children in the same batch.
+/// Settles the outcome of every request root in `batch` from its
+/// descendants in the same batch.
 pub fn resolve(batch: &mut [Labeled]) {
     for r in 0..batch.len() {
-        let root = &batch[r];
-        if !(root.is_request && root.run.status_unset) {
+        if !batch[r].is_request || batch[r].run.status == RunStatus::Error {
             continue;
         }
-        let (trace, span) = (root.run.trace_id, root.run.span_id);
+        if failed_last_step(batch, r) {
+            // The request failed; the root run itself recorded no error, so
+            // it adds none to `chainpulse_errors_total` (the failed step
+            // already counted its own).
+            let root = &mut batch[r].run;
+            root.status = RunStatus::Error;
+            root.status_unset = false;
+        }
+    }
+}
+
+/// Whether a failed step ended the invocation under `root`.
+fn failed_last_step(batch: &[Labeled], root: usize) -> bool {
+    let trace = batch[root].run.trace_id;
+    let mut cur = root;
+    // Bounded by the batch, so a parent cycle cannot loop.
+    for _ in 0..batch.len() {
+        let span = batch[cur].run.span_id;
         let last = batch
             .iter()
             .enumerate()
             .filter(|(i, l)| {
-                *i != r && l.run.trace_id == trace && l.run.parent_span_id == Some(span)
+                *i != cur && l.run.trace_id == trace && l.run.parent_span_id == Some(span)
             })
             .max_by_key(|(i, l)| (l.run.end_unix_nano, *i))
             .map(|(i, _)| i);
-        let Some(last) = last else { continue };
-        if batch[last].run.status == RunStatus::Error {
-            let error_type = batch[last].run.error_type.clone();
-            let root = &mut batch[r].run;
-            root.status = RunStatus::Error;
-            root.status_unset = false;
-            root.error_type = error_type;
+        let Some(last) = last else { return false };
+        let step = &batch[last].run;
+        let orchestrates = matches!(step.kind, RunKind::Chain | RunKind::Agent);
+        let unset_root_step = cur == root && batch[root].run.status_unset;
+        if step.status == RunStatus::Error {
+            return orchestrates || unset_root_step;
         }
+        if !orchestrates {
+            return false;
+        }
+        cur = last;
     }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::{ChainRun, Dialect, RunKind, Text, Tokens};
+    use crate::normalize::{ChainRun, RunKind, Text};
     use std::sync::Arc;
 
     fn run(span: u8, parent: Option<u8>, end: u64, status: RunStatus, unset: bool) -> Labeled {
-        let run = ChainRun {
-            trace_id: [7; 16],
-            span_id: [span; 8],
-            parent_span_id: parent.map(|p| [p; 8]),
-            dialect: Dialect::OpenInference,
-            service: Arc::from("svc"),
-            name: Text::from(format!("run{span}")),
-            kind: RunKind::Chain,
-            setup: false,
-            model: None,
-            response_model: None,
-            provider: None,
-            tokens: Tokens::default(),
-            usage_reported: false,
-            start_unix_nano: 0,
-            end_unix_nano: end,
-            status,
-            status_unset: unset,
-            error_type: (status == RunStatus::Error).then(|| Text::from("RateLimitError")),
-            tags: vec![],
-            metadata: vec![],
-            session_id: None,
-            user_id: None,
-            streaming: None,
-            time_to_first_token_s: None,
-            cache_hit: None,
-            inputs: None,
-            outputs: None,
-        };
+        step(span, parent, end, status, unset, RunKind::Chain)
+    }
+
+    fn step(
+        span: u8,
+        parent: Option<u8>,
+        end: u64,
+        status: RunStatus,
+        unset: bool,
+        kind: RunKind,
+    ) -> Labeled {
+        let mut run = ChainRun::for_test(7, span, parent, kind);
+        run.end_unix_nano = end;
+        run.status = status;
+        run.status_unset = unset;
+        run.error_type = (status == RunStatus::Error).then(|| Text::from("RateLimitError"));
         Labeled::new(run, Arc::from("wf"), parent.is_none())
     }
 
@@ -87,7 +103,31 @@ mod tests {
         ];
         resolve(&mut b);
         assert_eq!(b[1].run.status, RunStatus::Error);
-        assert_eq!(b[1].run.error_type.as_deref(), Some("RateLimitError"));
+        assert_eq!(b[1].run.error_type, None, "no second error for the root");
+    }
+
+    #[test]
+    fn an_ok_root_over_a_failed_agent_failed() {
+        // OpenAI Agents SDK under OpenInference: workflow (OK) → workflow
+        // chain (OK) → agent (ERROR), nothing after it.
+        let mut b = vec![
+            step(3, Some(2), 4, RunStatus::Error, false, RunKind::Agent),
+            step(2, Some(1), 5, RunStatus::Ok, false, RunKind::Chain),
+            step(1, None, 6, RunStatus::Ok, false, RunKind::Agent),
+        ];
+        resolve(&mut b);
+        assert_eq!(b[2].run.status, RunStatus::Error);
+    }
+
+    #[test]
+    fn a_failed_leaf_under_an_ok_root_is_handled() {
+        // A tool failed and its agent returned normally: not a failure.
+        let mut b = vec![
+            step(2, Some(1), 4, RunStatus::Error, false, RunKind::Tool),
+            step(1, None, 6, RunStatus::Ok, false, RunKind::Agent),
+        ];
+        resolve(&mut b);
+        assert_eq!(b[1].run.status, RunStatus::Ok);
     }
 
     #[test]
@@ -100,9 +140,9 @@ mod tests {
         ];
         resolve(&mut b);
         assert_eq!(b[2].run.status, RunStatus::Ok);
-        // An explicit OK root is not second-guessed.
+        // An explicit OK root over a failed *leaf* (an LLM call) stays OK.
         let mut b = vec![
-            run(2, Some(1), 5, RunStatus::Error, false),
+            step(2, Some(1), 5, RunStatus::Error, false, RunKind::Llm),
             run(1, None, 6, RunStatus::Ok, false),
         ];
         resolve(&mut b);

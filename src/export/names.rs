@@ -28,6 +28,7 @@ pub const ASSEMBLY_SPANS: &str = "chainpulse_assembly_spans";
 pub const ASSEMBLY_EVICTIONS: &str = "chainpulse_assembly_evictions_total";
 pub const ASSEMBLY_INFERRED_ROOTS: &str = "chainpulse_assembly_inferred_roots_total";
 pub const ASSEMBLY_LATE_SPANS: &str = "chainpulse_assembly_late_spans_total";
+pub const ASSEMBLY_ORPHANS_ADOPTED: &str = "chainpulse_assembly_orphans_adopted_total";
 pub const CARDINALITY_SERIES: &str = "chainpulse_cardinality_series";
 pub const CARDINALITY_LIMIT: &str = "chainpulse_cardinality_limit";
 pub const CARDINALITY_OVERFLOW: &str = "chainpulse_cardinality_overflow_total";

@@ -152,6 +152,10 @@ impl Registry {
             ASSEMBLY_LATE_SPANS,
             "Spans that arrived after their trace was released.",
         );
+        c(
+            ASSEMBLY_ORPHANS_ADOPTED,
+            "Parentless provider spans re-attached beneath the framework LLM span that made the call.",
+        );
         g(CARDINALITY_SERIES, "Label sets in use, by metric family.");
         g(CARDINALITY_LIMIT, "Label-set limit, by metric family.");
         c(

@@ -91,7 +91,9 @@ fn error_type(x: &Extracted<'_>, status_message: &str, events: &[Event]) -> Stri
 /// only that description reached the span (Langfuse, the OpenAI Agents SDK),
 /// the class is read back from the status.
 fn sdk_status_class(text: &str) -> Option<&'static str> {
-    let rest = text.trim_start().strip_prefix("Error code: ")?;
+    // Wrappers quote it: `Error getting response: {'error': 'Error code: 429 …`.
+    const PHRASE: &str = "Error code: ";
+    let rest = &text[text.find(PHRASE)? + PHRASE.len()..];
     let code: u16 = rest.get(..3)?.parse().ok()?;
     if !rest[3..].is_empty() && !rest[3..].starts_with(' ') {
         return None;
@@ -204,6 +206,10 @@ mod tests {
         );
         assert_eq!(sdk_status_class("Error code: 4299"), None);
         assert_eq!(sdk_status_class("timeout"), None);
+        assert_eq!(
+            sdk_status_class("Error getting response: {'error': 'Error code: 500 - x'}"),
+            Some("InternalServerError")
+        );
         assert_eq!(sanitize("500"), "500");
         assert_eq!(sanitize("rate limited, retry later"), "unknown");
         assert_eq!(sanitize("RateLimitError'>"), "unknown");

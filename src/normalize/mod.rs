@@ -145,12 +145,14 @@ pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Opt
     };
 
     let params = context::invocation_params(&x);
-    let model = usage::model(
+    let choice = usage::model(
         &x,
         params.model,
         context::meta_text(&metadata, &["ls_model_name"]),
-    )
-    .or(name_model);
+    );
+    let price_as_response = choice.dated.is_some();
+    let response_model = choice.dated.or_else(|| usage::response_model(&x));
+    let model = choice.label.or(name_model);
     let provider =
         usage::provider(&x, context::meta_text(&metadata, &["ls_provider"])).or_else(|| {
             kind.bills_tokens()
@@ -180,7 +182,8 @@ pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Opt
         name,
         kind,
         setup,
-        response_model: usage::response_model(&x),
+        response_model,
+        price_as_response,
         model,
         provider,
         tokens: usage.tokens,

@@ -154,6 +154,9 @@ pub struct ChainRun {
     /// The model that answered (often a dated snapshot of `model`), when the
     /// span says so: it may refine the price, never the label.
     pub response_model: Option<Text>,
+    /// The label was derived from `response_model` (the span named only the
+    /// answering snapshot): price the call as that snapshot first.
+    pub price_as_response: bool,
     pub provider: Option<Text>,
     pub tokens: Tokens,
     /// Whether the span reported usage at all. `false` means "not known",
@@ -198,5 +201,43 @@ impl ChainRun {
     /// A metadata value by key.
     pub fn meta(&self, key: &str) -> Option<&str> {
         super::context::meta_value(&self.metadata, key)
+    }
+}
+
+#[cfg(test)]
+impl ChainRun {
+    /// A minimal run for unit tests: ids from single bytes, everything else
+    /// empty, status OK (set), no usage.
+    pub fn for_test(trace: u8, span: u8, parent: Option<u8>, kind: RunKind) -> ChainRun {
+        ChainRun {
+            trace_id: [trace; 16],
+            span_id: [span; 8],
+            parent_span_id: parent.map(|p| [p; 8]),
+            dialect: Dialect::OpenInference,
+            service: Arc::from("svc"),
+            name: Text::from(format!("run{span}")),
+            kind,
+            setup: false,
+            model: None,
+            response_model: None,
+            price_as_response: false,
+            provider: None,
+            tokens: Tokens::default(),
+            usage_reported: false,
+            start_unix_nano: 0,
+            end_unix_nano: 1,
+            status: RunStatus::Ok,
+            status_unset: false,
+            error_type: None,
+            tags: vec![],
+            metadata: vec![],
+            session_id: None,
+            user_id: None,
+            streaming: None,
+            time_to_first_token_s: None,
+            cache_hit: None,
+            inputs: None,
+            outputs: None,
+        }
     }
 }

@@ -10,7 +10,7 @@
 //!   (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`): the server answers a request
 //!   for `gpt-4o-mini` with its dated snapshot, and one model must not become
 //!   two series depending on whether the call streamed. The dated name is
-//!   kept apart ([`response_model`]) so it can still refine the price.
+//!   kept apart ([`ModelChoice::dated`]) so the call is priced as what ran.
 //! * **Input tokens include cached tokens; output tokens include reasoning
 //!   tokens** (OpenAI's convention, and the GenAI semantic conventions').
 //!   Counts in another convention are converted: Anthropic-style raw input
@@ -38,35 +38,64 @@ fn is_placeholder_model(m: &str) -> bool {
     m.eq_ignore_ascii_case("unknown") || m.eq_ignore_ascii_case("none") || m == "_OTHER"
 }
 
+/// The model label and the name to price it by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelChoice {
+    /// The model the application asked for (the metric label).
+    pub label: Option<Text>,
+    /// The dated name the label was derived from, when the only name on
+    /// the span was (or may have been) the answering snapshot: the call is
+    /// priced as that snapshot, which is what actually ran.
+    pub dated: Option<Text>,
+}
+
 /// The model the application asked for (see the module docs for the order).
 pub fn model(
     x: &Extracted<'_>,
     params_model: Option<Text>,
     meta_model: Option<Text>,
-) -> Option<Text> {
+) -> ModelChoice {
     let named = |v: Option<&crate::otlp_view::AnyValue>| v.and_then(as_nonempty_text);
     let requested = named(x.genai_request_model)
         .into_iter()
         .chain(named(x.oi_request_model))
-        .chain(params_model)
         .chain(meta_model)
         .chain(named(x.ai_model_id))
         .find(|m| !is_placeholder_model(m));
     if requested.is_some() {
-        return requested;
+        return ModelChoice {
+            label: requested,
+            dated: None,
+        };
     }
-    [
-        x.oi_model,
-        x.langfuse_model,
-        x.genai_response_model,
-        x.oi_response_model,
-        x.ai_response_model,
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(as_nonempty_text)
-    .find(|m| !is_placeholder_model(m))
-    .map(undated)
+    // Keys some instrumentations fill with the response: OpenInference's
+    // invocation parameters (its OpenAI Agents processor stores the
+    // *response* object there) and `llm.model_name`, Langfuse's model name,
+    // then the response-model keys.
+    let Some(answered) = params_model
+        .into_iter()
+        .chain(
+            [
+                x.oi_model,
+                x.langfuse_model,
+                x.genai_response_model,
+                x.oi_response_model,
+                x.ai_response_model,
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(as_nonempty_text),
+        )
+        .find(|m| !is_placeholder_model(m))
+    else {
+        return ModelChoice::default();
+    };
+    let label = undated(answered.clone());
+    let dated = (label.len() != answered.len()).then_some(answered);
+    ModelChoice {
+        label: Some(label),
+        dated,
+    }
 }
 
 /// The model that answered, when a key says so.
