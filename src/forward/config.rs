@@ -26,15 +26,11 @@ pub struct ForwardConfig {
     /// detector on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redact: Option<RedactConfig>,
-    /// Cut oversized attribute values before forwarding.
+    /// Cut oversized attribute values before forwarding (its defaults,
+    /// 128 KiB among them, live in `TruncateConfig::default` only).
     pub truncate: TruncateConfig,
     pub sampling: SamplingConfig,
 }
-
-/// Forwarding truncates at 128 KiB by default: a RAG prompt of tens of KiB
-/// goes through whole, a runaway 10 MiB tool output cannot sink a batch
-/// against a 4 MiB gRPC limit.
-pub const DEFAULT_FORWARD_MAX_ATTRIBUTE_BYTES: usize = 128 * 1024;
 
 impl Default for ForwardConfig {
     fn default() -> Self {
@@ -42,10 +38,7 @@ impl Default for ForwardConfig {
             destinations: Vec::new(),
             queue_dir: PathBuf::from("/var/lib/chainpulse/queue"),
             redact: None,
-            truncate: TruncateConfig {
-                max_attribute_bytes: DEFAULT_FORWARD_MAX_ATTRIBUTE_BYTES,
-                ..TruncateConfig::default()
-            },
+            truncate: TruncateConfig::default(),
             sampling: SamplingConfig::default(),
         }
     }
@@ -653,6 +646,21 @@ preset = "langfuse"
             let e = Config::from_toml_str(toml).expect_err(toml);
             assert!(e.to_string().starts_with(key), "{toml}\n→ {e}");
         }
+    }
+
+    /// Writing `[forward.truncate]` with only a marker keeps the documented
+    /// default limit (it used to fall back to the struct's own 16 KiB).
+    #[test]
+    fn truncate_section_keeps_the_default_limit() {
+        let absent = Config::from_toml_str("").expect("valid");
+        let marker_only =
+            Config::from_toml_str("[forward.truncate]\nmarker = \"[cut {n}]\"\n").expect("valid");
+        assert_eq!(absent.forward.truncate.max_attribute_bytes, 128 * 1024);
+        assert_eq!(
+            marker_only.forward.truncate.max_attribute_bytes,
+            absent.forward.truncate.max_attribute_bytes
+        );
+        assert_eq!(marker_only.forward.truncate.marker, "[cut {n}]");
     }
 
     #[test]
