@@ -20,6 +20,7 @@ pub mod export;
 pub mod forward;
 pub mod loadgen;
 pub mod normalize;
+pub mod otlp;
 pub mod pipeline;
 pub mod pricing;
 pub mod receive;

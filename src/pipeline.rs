@@ -156,6 +156,9 @@ impl Pipeline {
     /// Order matters for "nothing acknowledged is lost, nothing is counted
     /// twice": decode and validate; queue for forwarding (the step that can
     /// push back); only then count into the metrics; then acknowledge.
+    /// Spans rejected by validation (`partial_success`) are neither
+    /// forwarded nor counted in the KPIs: forwarding drops them from what it
+    /// queues, normalization skips them, both by `otlp::id_problem`.
     pub async fn ingest(
         &self,
         _slot: &InflightSlot<'_>,
@@ -180,7 +183,8 @@ impl Pipeline {
             .map_err(|e| IngestError::MalformedProtobuf(e.to_string()))?;
         let verdict = validate(&request)?;
         if let Some(f) = &self.forwarder {
-            f.submit(&request, body, verdict.total).await?;
+            let accepted = verdict.total - verdict.rejected;
+            f.submit(&request, body, accepted, verdict.rejected).await?;
         }
         let runs = normalize::normalize_request(&request);
 

@@ -8,7 +8,8 @@
 //!
 //! [`Forwarder::submit`] runs on the export request's own task, after the
 //! request has been decoded and validated and before it is acknowledged: the
-//! prepared bytes go into every destination's queue (for a disk queue: into
+//! prepared bytes (without the spans validation rejected) go into every
+//! destination's queue (for a disk queue: into
 //! its write-ahead log, fsynced per policy), and only then does the
 //! application get its success. A full queue makes the whole request fail
 //! with back-pressure (gRPC RESOURCE_EXHAUSTED with RetryInfo, HTTP 503 with
@@ -201,8 +202,22 @@ impl Forwarder {
     /// Queues one accepted request for every destination. Returns only when
     /// it is queued (for disk queues: in the log, synced per policy); an
     /// error means nothing should be acknowledged or counted.
-    pub async fn submit(&self, view: &View, body: Bytes, spans: u64) -> Result<(), IngestError> {
-        let body = self.prepare.apply(view, body);
+    ///
+    /// `spans` counts the valid spans, `rejected` those validation rejected
+    /// (told to the client through `partial_success`): rejected spans are
+    /// cut out of what is queued, and a request with no valid span left
+    /// queues nothing.
+    pub async fn submit(
+        &self,
+        view: &View,
+        body: Bytes,
+        spans: u64,
+        rejected: u64,
+    ) -> Result<(), IngestError> {
+        if spans == 0 && rejected > 0 {
+            return Ok(());
+        }
+        let body = self.prepare.apply(view, body, rejected);
         let spans32 = u32::try_from(spans).unwrap_or(u32::MAX);
         // Admission first, so a refused request leaves no copy anywhere.
         let mut targets: Vec<&Arc<Destination>> = Vec::with_capacity(self.destinations.len());
