@@ -1204,7 +1204,7 @@ async fn drop_io_removes_inputs_and_outputs_upstream() {
     );
     let server = start(config(&toml)).await;
     let io_key = |k: &str| {
-        chainpulse::forward::redact::DEFAULT_IO_KEYS
+        chainpulse::forward::config::DEFAULT_IO_KEYS
             .iter()
             .any(|p| match p.strip_suffix('*') {
                 Some(prefix) => k.starts_with(prefix),

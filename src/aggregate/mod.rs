@@ -5,6 +5,7 @@
 //! `series`, the cardinality-guarded handle cache.
 
 pub mod assembly;
+pub mod finished;
 pub mod kpi;
 pub mod recorder;
 pub mod series;
@@ -15,11 +16,11 @@ pub mod window;
 use crate::config::Config;
 use crate::export::names::*;
 use crate::export::Registry;
-use crate::forward::sampling::{Sampler, TraceSummary};
 use crate::normalize::ChainRun;
 use crate::normalize::TraceId;
 use crate::pricing::PriceTable;
 use assembly::{Assembler, AssemblyStats, Labeled};
+use finished::{TraceSubscriber, TraceSummary};
 use kpi::{KpiTracker, RequestRecord};
 use metrics::{Counter, Gauge};
 use recorder::Recorder;
@@ -53,7 +54,7 @@ pub struct Aggregator {
     evicted_capacity: Counter,
     inferred_roots: Counter,
     late_spans: Counter,
-    sampler: Option<Arc<Sampler>>,
+    subscriber: Option<Arc<dyn TraceSubscriber>>,
 }
 
 impl Aggregator {
@@ -61,7 +62,7 @@ impl Aggregator {
         config: &Config,
         registry: Arc<Registry>,
         prices: PriceTable,
-        sampler: Option<Arc<Sampler>>,
+        subscriber: Option<Arc<dyn TraceSubscriber>>,
     ) -> Self {
         let reason = |r: &'static str| registry.counter(ASSEMBLY_EVICTIONS, &[("reason", r)]);
         Aggregator {
@@ -77,7 +78,7 @@ impl Aggregator {
             inferred_roots: registry.counter(ASSEMBLY_INFERRED_ROOTS, &[]),
             late_spans: registry.counter(ASSEMBLY_LATE_SPANS, &[]),
             recorder: Recorder::new(registry, config, prices),
-            sampler,
+            subscriber,
         }
     }
 
@@ -144,8 +145,8 @@ impl Aggregator {
         for l in ready.iter().filter(|l| l.is_request) {
             let t = self.totals.remove(&l.run.trace_id).unwrap_or_default();
             let cost = (!t.unpriced).then_some(t.cost_usd);
-            if let Some(s) = &self.sampler {
-                s.decide(
+            if let Some(s) = &self.subscriber {
+                s.trace_finished(
                     l.run.trace_id,
                     &TraceSummary {
                         error: t.error,

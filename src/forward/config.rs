@@ -5,8 +5,8 @@
 //! protocol and auth headers of the usual upstreams so that a LangSmith
 //! destination is three lines; anything set explicitly wins over a preset.
 
-use super::redact::RedactConfig;
-use super::truncate::TruncateConfig;
+pub use super::prepare::redact::{RedactConfig, UserRule, DEFAULT_EXCEPTION_KEYS, DEFAULT_IO_KEYS};
+pub use super::prepare::truncate::{TruncateConfig, DEFAULT_MARKER, DEFAULT_MAX_ATTRIBUTE_BYTES};
 use crate::config::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -534,7 +534,7 @@ impl ForwardConfig {
             ));
         }
         if let Some(r) = &self.redact {
-            super::redact::Redactor::new(r)
+            super::prepare::redact::Redactor::new(r)
                 .map_err(|e| invalid("forward.redact", e.to_string()))?;
         }
         Ok(out)

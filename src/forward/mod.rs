@@ -20,17 +20,12 @@
 //! Each destination has its own queue and sender task, so a slow or dead
 //! upstream only fills its own queue.
 
-pub mod client;
 pub mod config;
-pub mod destination;
-pub mod prepare;
+pub(crate) mod prepare;
 #[cfg(unix)]
-pub mod queue;
-pub mod redact;
-pub mod retry;
-pub mod sampling;
-pub mod secret;
-pub mod truncate;
+pub(crate) mod queue;
+pub(crate) mod sampling;
+pub(crate) mod send;
 
 /// OTLP attribute builders shared by the redaction and truncation tests.
 #[cfg(test)]
@@ -51,20 +46,24 @@ pub(crate) mod test_values {
         }
     }
 }
-#[cfg(unix)]
-pub mod wal;
 
+pub use queue::Depth as QueueDepth;
+
+use crate::aggregate::finished::TraceSubscriber;
+use crate::config::ConfigError;
 use crate::export::names::FORWARD_WAL_CORRUPT;
 use crate::export::Registry;
 use crate::otlp_view::ExportTraceServiceRequest as View;
-use crate::receive::IngestError;
 use bytes::Bytes;
 use config::{FsyncMode, OnFull, QueueKind};
-use destination::{backoff_from, Destination, Sender};
 use parking_lot::Mutex;
+use prepare::redact::RedactError;
 use prepare::Prepare;
+use queue::wal::WalError;
 use queue::{PushError, Queue};
 use sampling::Sampler;
+use send::client::BuildError;
+use send::{backoff_from, Destination, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -73,16 +72,51 @@ use tokio::task::JoinHandle;
 /// Suggested client wait when a queue is full (Retry-After / RetryInfo).
 pub const BACKPRESSURE_RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// Why forwarding could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    #[error("{0}")]
-    Config(String),
-    #[error("forward destination {destination:?}: cannot open its disk queue in {dir}: {message}")]
+    /// `[forward]` is invalid (the message names the key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("forward.redact is invalid")]
+    Redact(#[source] RedactError),
+    /// A destination's client cannot be built (TLS files, headers).
+    #[error(transparent)]
+    Client(#[from] BuildError),
+    #[error("forward destination {destination:?}: cannot open its disk queue in {dir}")]
     Queue {
         destination: String,
         dir: String,
-        message: String,
+        #[source]
+        source: WalError,
     },
+}
+
+/// Why [`Forwarder::submit`] could not queue a request; the receiver maps it
+/// to its protocol's answer (back-pressure, or a server error).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A destination with `on_full = "backpressure"` has no room: the
+    /// client should retry after `retry_after`.
+    #[error("the forwarding queue of destination {destination:?} is full")]
+    QueueFull {
+        destination: String,
+        retry_after: Duration,
+    },
+    #[error("a request of {len} bytes can never fit in the queue of destination {destination:?} (queue.max_bytes {max})")]
+    TooLarge {
+        destination: String,
+        len: u64,
+        max: u64,
+    },
+    #[error("the disk queue of destination {destination:?} cannot be written")]
+    Io {
+        destination: String,
+        #[source]
+        source: WalError,
+    },
+    #[error("the disk queue task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 pub struct Forwarder {
@@ -117,10 +151,7 @@ impl Forwarder {
         config: &crate::config::Config,
         registry: Arc<Registry>,
     ) -> Result<Option<Arc<Forwarder>>, ForwardError> {
-        let resolved = config
-            .forward
-            .resolve()
-            .map_err(|e| ForwardError::Config(e.to_string()))?;
+        let resolved = config.forward.resolve()?;
         if resolved.is_empty() {
             return Ok(None);
         }
@@ -136,13 +167,12 @@ impl Forwarder {
         let mut senders = Vec::new();
         let mut any_disk = false;
         for r in &resolved {
-            let client =
-                client::Client::build(r).map_err(|e| ForwardError::Config(e.to_string()))?;
+            let client = send::client::Client::build(r)?;
             let (queue, opened) =
-                Queue::open(&r.queue_dir, &r.queue).map_err(|e| ForwardError::Queue {
+                Queue::open(&r.queue_dir, &r.queue).map_err(|source| ForwardError::Queue {
                     destination: r.name.clone(),
                     dir: r.queue_dir.display().to_string(),
-                    message: e.to_string(),
+                    source,
                 })?;
             let corrupt =
                 registry.counter(FORWARD_WAL_CORRUPT, &[("destination", r.name.as_str())]);
@@ -191,12 +221,15 @@ impl Forwarder {
         })))
     }
 
-    pub fn sampler(&self) -> Option<Arc<Sampler>> {
-        self.sampler.clone()
+    /// The tail sampler, as the aggregator's subscriber for finished
+    /// traces; `None` when sampling is off.
+    pub fn trace_subscriber(&self) -> Option<Arc<dyn TraceSubscriber>> {
+        self.sampler.clone().map(|s| s as Arc<dyn TraceSubscriber>)
     }
 
-    pub fn destinations(&self) -> &[Arc<Destination>] {
-        &self.destinations
+    /// Each destination's queue depth, in configuration order.
+    pub fn queue_depths(&self) -> Vec<QueueDepth> {
+        self.destinations.iter().map(|d| d.queue.depth()).collect()
     }
 
     /// Queues one accepted request for every destination. Returns only when
@@ -213,7 +246,7 @@ impl Forwarder {
         body: Bytes,
         spans: u64,
         rejected: u64,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), SubmitError> {
         if spans == 0 && rejected > 0 {
             return Ok(());
         }
@@ -226,7 +259,7 @@ impl Forwarder {
             if d.queue.has_room(body.len()) {
                 targets.push(d);
             } else if d.on_full == OnFull::Backpressure {
-                return Err(IngestError::QueueFull {
+                return Err(SubmitError::QueueFull {
                     destination: d.name.clone(),
                     retry_after: BACKPRESSURE_RETRY_AFTER,
                 });
@@ -257,7 +290,7 @@ impl Forwarder {
                     .collect::<Vec<_>>()
             })
             .await
-            .map_err(|e| IngestError::ForwardQueue(format!("disk queue task failed: {e}")))?;
+            .map_err(SubmitError::Task)?;
             for (d, r) in results {
                 if let Err(e) = r {
                     self.push_failed(&d, e, spans)?;
@@ -267,26 +300,27 @@ impl Forwarder {
         Ok(())
     }
 
-    fn push_failed(&self, d: &Destination, e: PushError, spans: u64) -> Result<(), IngestError> {
+    fn push_failed(&self, d: &Destination, e: PushError, spans: u64) -> Result<(), SubmitError> {
         match (e, d.on_full) {
             (PushError::Full { .. }, OnFull::Drop) => {
                 d.metrics.lost("queue_full", spans, true);
                 Ok(())
             }
-            (PushError::Full { .. }, OnFull::Backpressure) => Err(IngestError::QueueFull {
+            (PushError::Full { .. }, OnFull::Backpressure) => Err(SubmitError::QueueFull {
                 destination: d.name.clone(),
                 retry_after: BACKPRESSURE_RETRY_AFTER,
             }),
-            (PushError::TooLarge { len, max }, _) => Err(IngestError::ForwardQueue(format!(
-                "a request of {len} bytes can never fit in the queue of destination {:?} (queue.max_bytes {max})",
-                d.name
-            ))),
-            (PushError::Io(m), _) => {
-                tracing::error!(destination = %d.name, error = %m, "forward: cannot write to the disk queue; refusing exports until it works");
-                Err(IngestError::ForwardQueue(format!(
-                    "the disk queue of destination {:?} cannot be written",
-                    d.name
-                )))
+            (PushError::TooLarge { len, max }, _) => Err(SubmitError::TooLarge {
+                destination: d.name.clone(),
+                len,
+                max,
+            }),
+            (PushError::Io(source), _) => {
+                tracing::error!(destination = %d.name, error = %source, "forward: cannot write to the disk queue; refusing exports until it works");
+                Err(SubmitError::Io {
+                    destination: d.name.clone(),
+                    source,
+                })
             }
         }
     }

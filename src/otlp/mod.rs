@@ -1,9 +1,12 @@
 //! Protocol facts shared by stages that must not depend on each other.
 //!
 //! Receiving, normalizing and forwarding all need to agree on some OTLP
-//! facts: which spans are valid at all ([`id_problem`]). Keeping them here,
+//! facts: which spans are valid at all ([`id_problem`]), and the
+//! `google.rpc` status types of OTLP errors ([`status`]). Keeping them here,
 //! below every stage, lets each stage use them without importing another
 //! stage.
+
+pub mod status;
 
 /// Why a span's ids make it unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

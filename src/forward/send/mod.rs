@@ -12,21 +12,25 @@
 //! A permanent failure of a multi-request batch is retried one request at a
 //! time, so one bad request cannot take its neighbours down with it.
 
-use super::client::{Client, Parts};
-use super::config::{BatchConfig, OnFull, Resolved, RetryConfig};
-use super::queue::{Entry, Queue};
-use super::retry::{Backoff, Failure};
-use super::sampling::Sampler;
-use super::wal::now_millis;
+pub(crate) mod client;
+pub(crate) mod retry;
+pub(crate) mod secret;
+
 use crate::export::names::*;
 use crate::export::Registry;
+use crate::forward::config::{BatchConfig, OnFull, Resolved, RetryConfig};
+use crate::forward::queue::wal::now_millis;
+use crate::forward::queue::{Entry, Queue};
+use crate::forward::sampling::Sampler;
 use crate::otlp_view::TraceIdsRequest;
 use bytes::{Bytes, BytesMut};
+use client::{Client, Parts};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::Mutex;
 use prost::Message;
 use rand::SeedableRng;
+use retry::{Backoff, Failure};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -649,7 +653,7 @@ mod tests {
     #[test]
     fn sampling_filters_by_trace() {
         let reg = Registry::new();
-        let cfg = super::super::config::SamplingConfig {
+        let cfg = crate::forward::config::SamplingConfig {
             enabled: true,
             ..Default::default()
         };

@@ -17,8 +17,9 @@
 //! Such requests are rare (a broken SDK), so the re-encoding costs nothing
 //! in the common case.
 
-use super::redact::Redactor;
-use super::truncate::Truncator;
+pub(crate) mod redact;
+pub(crate) mod truncate;
+
 use super::ForwardError;
 use crate::export::names::{FORWARD_REDACTIONS, FORWARD_TRUNCATIONS};
 use crate::export::Registry;
@@ -28,6 +29,8 @@ use bytes::Bytes;
 use metrics::Counter;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use redact::Redactor;
+use truncate::Truncator;
 
 pub struct Prepare {
     redactor: Option<Redactor>,
@@ -56,7 +59,7 @@ impl Prepare {
             .as_ref()
             .map(Redactor::new)
             .transpose()
-            .map_err(|e| ForwardError::Config(format!("forward.redact: {e}")))?;
+            .map_err(ForwardError::Redact)?;
         Ok(Prepare {
             redactor,
             truncator: Truncator::new(&cfg.truncate),

@@ -15,8 +15,9 @@
 //! up to its last id; records are never removed before they are delivered or
 //! classified as permanently failed.
 
-use super::config::{FsyncMode, QueueConfig, QueueKind};
-use super::wal::{now_millis, FsyncPolicy, RecordId, Recovery, Wal, WalConfig, WalError};
+pub(crate) mod wal;
+
+use crate::forward::config::{FsyncMode, QueueConfig, QueueKind};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -25,9 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use wal::{now_millis, FsyncPolicy, RecordId, Recovery, Wal, WalConfig, WalError};
 
-/// Per-record header inside a disk record: span count, enqueue time.
-const HEADER: usize = 12;
+/// The queue's header inside a WAL record's payload: the span count (u32
+/// LE). The record's time is the WAL's own timestamp, not repeated here.
+const HEADER: usize = 4;
 /// Bookkeeping charged per in-memory record on top of its bytes.
 const ENTRY_OVERHEAD: u64 = 64;
 
@@ -49,8 +52,8 @@ pub enum PushError {
     Full { used: u64, max: u64 },
     #[error("request of {len} bytes can never fit in the forwarding queue (max {max} bytes)")]
     TooLarge { len: u64, max: u64 },
-    #[error("forwarding queue I/O error: {0}")]
-    Io(String),
+    #[error("forwarding queue I/O error")]
+    Io(#[source] WalError),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,7 +123,7 @@ fn wal_err(e: WalError) -> PushError {
     match e {
         WalError::Full { used, max } => PushError::Full { used, max },
         WalError::RecordTooLarge { len, max } => PushError::TooLarge { len, max },
-        other => PushError::Io(other.to_string()),
+        other => PushError::Io(other),
     }
 }
 
@@ -150,12 +153,12 @@ impl Queue {
         let mut spans = 0u64;
         let mut from = RecordId(0);
         loop {
-            let batch = wal.peek_batch_from(from, 4096, 64 << 20)?;
+            let batch = wal.peek_records_from(from, 4096, 64 << 20)?;
             let Some(last) = batch.last() else { break };
-            from = RecordId(last.0 .0 + 1);
+            from = RecordId(last.id.0 + 1);
             spans += batch
                 .iter()
-                .map(|(_, p)| u64::from(split(p).0))
+                .map(|r| u64::from(spans_of(&r.payload)))
                 .sum::<u64>();
         }
         let next = wal.next_id().0;
@@ -262,15 +265,13 @@ impl Queue {
                 });
             }
             Inner::Disk(d) => {
-                let mut header = [0u8; HEADER];
-                header[..4].copy_from_slice(&spans.to_le_bytes());
-                header[4..].copy_from_slice(&enqueued_ms.to_le_bytes());
+                let header: [u8; HEADER] = spans.to_le_bytes();
                 // Counted before the append makes it visible to the sender
                 // (see the memory case); taken back if the append fails.
                 self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
                 let id = {
                     let mut wal = d.wal.lock();
-                    let id = match wal.append_parts(&[&header, body]) {
+                    let id = match wal.append_parts_at(enqueued_ms, &[&header, body]) {
                         Ok(id) => id,
                         Err(e) => {
                             self.spans.fetch_sub(u64::from(spans), Ordering::Relaxed);
@@ -329,6 +330,7 @@ impl Queue {
         Ok(())
     }
 
+    #[cfg(test)]
     /// The oldest records, up to `max_records` and `max_bytes` of bodies
     /// (always at least one record when not empty). Nothing is removed.
     pub fn peek(&self, max_records: usize, max_bytes: usize) -> Result<Vec<Entry>, WalError> {
@@ -358,11 +360,8 @@ impl Queue {
                 let batch =
                     d.wal
                         .lock()
-                        .peek_batch_from(RecordId(after), max_records, max_bytes)?;
-                Ok(batch
-                    .into_iter()
-                    .map(|(id, p)| disk_entry(id, &p))
-                    .collect())
+                        .peek_records_from(RecordId(after), max_records, max_bytes)?;
+                Ok(batch.into_iter().map(disk_entry).collect())
             }
         }
     }
@@ -470,31 +469,26 @@ fn take_after(
     out
 }
 
-fn disk_entry(id: RecordId, payload: &Bytes) -> Entry {
-    let (spans, enqueued_ms) = split(payload);
-    let body = if payload.len() >= HEADER {
-        payload.slice(HEADER..)
+fn disk_entry(r: wal::Record) -> Entry {
+    let body = if r.payload.len() >= HEADER {
+        r.payload.slice(HEADER..)
     } else {
         Bytes::new()
     };
     Entry {
-        id: id.0 + 1,
-        spans,
-        enqueued_ms,
+        id: r.id.0 + 1,
+        spans: spans_of(&r.payload),
+        enqueued_ms: r.unix_ms,
         body,
     }
 }
 
-/// (spans, enqueued_ms) from a disk record's header.
-fn split(payload: &[u8]) -> (u32, u64) {
-    if payload.len() < HEADER {
-        return (0, 0);
+/// The span count from a disk record's header.
+fn spans_of(payload: &[u8]) -> u32 {
+    match payload {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+        _ => 0,
     }
-    let mut s = [0u8; 4];
-    s.copy_from_slice(&payload[0..4]);
-    let mut t = [0u8; 8];
-    t.copy_from_slice(&payload[4..12]);
-    (u32::from_le_bytes(s), u64::from_le_bytes(t))
 }
 
 #[cfg(test)]

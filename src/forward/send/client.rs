@@ -8,9 +8,9 @@
 //! resolved from `${env:…}` / `${file:…}` once, marked sensitive (so `Debug`
 //! of a request prints `Sensitive`), and never logged.
 
-use super::config::{Compression, ExportProtocol, Resolved};
 use super::retry::{self, Failure, TransportErrorKind};
 use super::secret::{self, Secret};
+use crate::forward::config::{Compression, ExportProtocol, Resolved};
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
@@ -233,7 +233,7 @@ impl Client {
                     gzip_parts(&parts)
                         .map_err(|_| retry::transport_failure(TransportErrorKind::Io))?
                 } else {
-                    super::destination::concat(parts.0.iter())
+                    super::concat(parts.0.iter())
                 };
                 let resp = req
                     .body(payload)
@@ -311,10 +311,6 @@ pub struct Parts(pub Vec<Bytes>);
 impl Parts {
     pub fn len(&self) -> usize {
         self.0.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(Bytes::is_empty)
     }
 }
 
