@@ -15,6 +15,8 @@
 //! up to its last id; records are never removed before they are delivered or
 //! classified as permanently failed.
 
+#[cfg(test)]
+mod model;
 pub(crate) mod wal;
 
 use crate::forward::config::{FsyncMode, QueueConfig, QueueKind};
