@@ -205,7 +205,7 @@ impl Forwarder {
                 shutdown: shutdown_rx.clone(),
             });
             if r.queue.kind == QueueKind::Disk && r.queue.fsync == FsyncMode::Interval {
-                let every = Duration::from_millis(r.queue.fsync_interval_ms);
+                let every = Duration::from_millis(r.queue.fsync_interval_ms.get());
                 spawn_fsync_timer(every, queue.clone(), r.name.clone(), shutdown_rx.clone());
             }
             destinations.push(dest);

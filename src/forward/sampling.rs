@@ -150,7 +150,7 @@ impl Sampler {
         }
         t.keep.insert(trace, keep);
         t.order.push_back(trace);
-        while t.order.len() > self.cfg.max_decisions {
+        while t.order.len() > self.cfg.max_decisions.get() {
             if let Some(old) = t.order.pop_front() {
                 t.keep.remove(&old);
             }
@@ -214,7 +214,7 @@ mod tests {
             costlier_than_usd: 0.05,
             probability: 0.0,
             decision_wait_ms: 0,
-            max_decisions: 3,
+            max_decisions: std::num::NonZeroUsize::new(3).expect("non-zero"),
         }
     }
 

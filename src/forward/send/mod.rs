@@ -162,7 +162,7 @@ pub struct Sender {
 
 pub fn backoff_from(r: &RetryConfig) -> Backoff {
     Backoff {
-        initial: Duration::from_millis(r.initial_backoff_ms),
+        initial: Duration::from_millis(r.initial_backoff_ms.get()),
         max: Duration::from_millis(r.max_backoff_ms),
         max_hint: Duration::from_millis(r.max_server_delay_ms),
         ..Backoff::default()
@@ -366,7 +366,7 @@ impl Sender {
     /// Queued records after id `after`, up to a batch's worth.
     async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, String> {
         let max_bytes = self.batch.max_bytes;
-        let records = self.batch.max_spans.min(4096);
+        let records = self.batch.max_spans.get().min(4096);
         self.dest
             .queue
             .run(move |q| q.peek_after(after, records, max_bytes))
@@ -425,7 +425,7 @@ impl Sender {
                             now_millis().saturating_sub(entries[0].enqueued_ms),
                         );
                         if deadline.is_none()
-                            && (spans as usize) < self.batch.max_spans
+                            && (spans as usize) < self.batch.max_spans.get()
                             && bytes < self.batch.max_bytes
                             && age < flush
                         {
@@ -470,7 +470,7 @@ impl Sender {
         let mut take = 0usize;
         let mut spans = 0u64;
         for e in entries {
-            if take > 0 && spans + u64::from(e.spans) > self.batch.max_spans as u64 {
+            if take > 0 && spans + u64::from(e.spans) > self.batch.max_spans.get() as u64 {
                 break;
             }
             spans += u64::from(e.spans);
