@@ -352,7 +352,7 @@ fn sanitize(text: &str) -> String {
     out
 }
 
-/// Exponential backoff with full jitter, capped; a server hint overrides the computed delay
+/// Exponential backoff with equal jitter, capped; a server hint overrides the computed delay
 /// (but is itself capped at `max_hint`, so a hostile upstream cannot park us for a day).
 ///
 /// The jitter is "equal jitter" (random in the upper half of the computed
