@@ -27,6 +27,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum BuildError {
     #[error("forward destination {name:?}: {message}")]
     Invalid { name: String, message: String },
+    #[error("forward destination {name:?}: cannot read tls.{what} {path}")]
+    ReadFile {
+        name: String,
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the upstream said to a successful call.
@@ -61,10 +69,16 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn read_file(path: &std::path::Path, what: &str, name: &str) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(path).map_err(|e| BuildError::Invalid {
+fn read_file(
+    path: &std::path::Path,
+    what: &'static str,
+    name: &str,
+) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::ReadFile {
         name: name.to_owned(),
-        message: format!("cannot read tls.{what} {}: {e}", path.display()),
+        what,
+        path: path.display().to_string(),
+        source,
     })
 }
 
