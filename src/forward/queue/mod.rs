@@ -1,26 +1,32 @@
 //! One destination's queue: export requests waiting to be sent.
 //!
 //! The unit is one accepted export request (its protobuf bytes, after
-//! redaction), never a re-encoded span: OTLP's `ExportTraceServiceRequest`
+//! preparation), never a re-encoded span: OTLP's `ExportTraceServiceRequest`
 //! is a single repeated field, so the concatenation of several encoded
 //! requests is itself a valid request and batching is a byte copy.
 //!
-//! Two kinds behind one interface. `Memory` is a bounded deque. `Disk` is the
-//! write-ahead log of `wal.rs`: `push` returns only once the record is in the
-//! log (and, with `fsync = "always"`, on stable storage — the fsync is shared
-//! by every request that appended while the previous one ran: group commit),
-//! so an export acknowledged to the application survives SIGKILL.
+//! Two kinds behind one interface: [`memory`] is a bounded deque; [`disk`]
+//! is the write-ahead log of [`wal`], where `push` returns only once the
+//! record is in the log (and, with `fsync = "always"`, on stable storage —
+//! one fsync shared by every request that appended before it began: group
+//! commit, see `disk.rs`), so an export acknowledged to the application
+//! survives SIGKILL.
 //!
 //! One consumer (the destination's sender) peeks a batch, sends it, then acks
 //! up to its last id; records are never removed before they are delivered or
-//! classified as permanently failed.
+//! classified as permanently failed. `model.rs` checks this against an
+//! in-memory model (random pushes, acks, restarts, torn tails).
 
+mod disk;
+mod memory;
 #[cfg(test)]
 mod model;
 pub(crate) mod wal;
 
-use crate::forward::config::{FsyncMode, QueueConfig, QueueKind};
+use crate::forward::config::{QueueConfig, QueueKind};
 use bytes::Bytes;
+use disk::Disk;
+use memory::Memory;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -28,13 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use wal::{now_millis, FsyncPolicy, RecordId, Recovery, Wal, WalConfig, WalError};
-
-/// The queue's header inside a WAL record's payload: the span count (u32
-/// LE). The record's time is the WAL's own timestamp, not repeated here.
-const HEADER: usize = 4;
-/// Bookkeeping charged per in-memory record on top of its bytes.
-const ENTRY_OVERHEAD: u64 = 64;
+use wal::{now_millis, Recovery, WalError};
 
 /// One queued export request.
 #[derive(Debug, Clone)]
@@ -66,45 +66,9 @@ pub struct Depth {
     pub oldest_age: Option<Duration>,
 }
 
-struct MemState {
-    entries: VecDeque<Entry>,
-    bytes: u64,
-    next_id: u64,
-}
-
-struct DiskState {
-    wal: Mutex<Wal>,
-    /// Serializes fsyncs; appenders wait here, and whoever gets it syncs for
-    /// everyone who appended before.
-    sync_gate: Mutex<()>,
-    /// Every id below this is on stable storage.
-    synced_below: AtomicU64,
-    fsync: FsyncMode,
-    /// Acks are recorded in memory at once and written to the `ack` file at
-    /// most this often (a crash in between redelivers: duplicates, not loss).
-    last_ack_persist: Mutex<std::time::Instant>,
-    /// The newest records, also kept in memory (bounded by
-    /// `RECENT_MAX_BYTES`): the sender usually wants what was just
-    /// appended, and serving it from here spares reading it back from the
-    /// file and checking its CRC again. Older records come from the file.
-    recent: Mutex<Recent>,
-}
-
-#[derive(Default)]
-struct Recent {
-    entries: VecDeque<Entry>,
-    bytes: u64,
-}
-
-/// Bound of a disk queue's in-memory copy of its newest records.
-const RECENT_MAX_BYTES: u64 = 16 << 20;
-
-/// How often a disk queue's delivery position is made durable.
-const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
-
 enum Inner {
-    Memory(Mutex<MemState>),
-    Disk(Box<DiskState>),
+    Memory(Mutex<Memory>),
+    Disk(Box<Disk>),
 }
 
 pub struct Queue {
@@ -121,22 +85,10 @@ pub struct Opened {
     pub recovered_spans: u64,
 }
 
-fn wal_err(e: WalError) -> PushError {
-    match e {
-        WalError::Full { used, max } => PushError::Full { used, max },
-        WalError::RecordTooLarge { len, max } => PushError::TooLarge { len, max },
-        other => PushError::Io(other),
-    }
-}
-
 impl Queue {
     pub fn memory(max_bytes: u64) -> Queue {
         Queue {
-            inner: Inner::Memory(Mutex::new(MemState {
-                entries: VecDeque::new(),
-                bytes: 0,
-                next_id: 1,
-            })),
+            inner: Inner::Memory(Mutex::new(Memory::new())),
             max_bytes,
             spans: AtomicU64::new(0),
             notify: Notify::new(),
@@ -145,34 +97,9 @@ impl Queue {
 
     /// Opens (or creates) a disk queue and counts the spans it still holds.
     pub fn disk(dir: &Path, cfg: &QueueConfig) -> Result<(Queue, Opened), WalError> {
-        let wal_cfg = WalConfig {
-            segment_bytes: cfg.segment_bytes,
-            max_bytes: cfg.effective_max_bytes(),
-            // Syncing is driven from here (group commit / timer).
-            fsync: FsyncPolicy::Never,
-        };
-        let (wal, recovery) = Wal::open(dir, wal_cfg)?;
-        let mut spans = 0u64;
-        let mut from = RecordId(0);
-        loop {
-            let batch = wal.peek_records_from(from, 4096, 64 << 20)?;
-            let Some(last) = batch.last() else { break };
-            from = RecordId(last.id.0 + 1);
-            spans += batch
-                .iter()
-                .map(|r| u64::from(spans_of(&r.payload)))
-                .sum::<u64>();
-        }
-        let next = wal.next_id().0;
+        let (disk, recovery, spans) = Disk::open(dir, cfg)?;
         let q = Queue {
-            inner: Inner::Disk(Box::new(DiskState {
-                wal: Mutex::new(wal),
-                sync_gate: Mutex::new(()),
-                synced_below: AtomicU64::new(next),
-                fsync: cfg.fsync,
-                last_ack_persist: Mutex::new(std::time::Instant::now()),
-                recent: Mutex::new(Recent::default()),
-            })),
+            inner: Inner::Disk(Box::new(disk)),
             max_bytes: cfg.effective_max_bytes(),
             spans: AtomicU64::new(spans),
             notify: Notify::new(),
@@ -228,8 +155,8 @@ impl Queue {
     pub fn has_room(&self, len: usize) -> bool {
         let len = len as u64;
         match &self.inner {
-            Inner::Memory(m) => m.lock().bytes + len + ENTRY_OVERHEAD <= self.max_bytes,
-            Inner::Disk(d) => d.wal.lock().would_fit(len + HEADER as u64),
+            Inner::Memory(m) => m.lock().has_room(len, self.max_bytes),
+            Inner::Disk(d) => d.has_room(len),
         }
     }
 
@@ -239,80 +166,10 @@ impl Queue {
         let enqueued_ms = now_millis();
         match &self.inner {
             Inner::Memory(m) => {
-                let cost = body.len() as u64 + ENTRY_OVERHEAD;
-                let mut m = m.lock();
-                if cost > self.max_bytes {
-                    return Err(PushError::TooLarge {
-                        len: body.len() as u64,
-                        max: self.max_bytes,
-                    });
-                }
-                if m.bytes + cost > self.max_bytes {
-                    return Err(PushError::Full {
-                        used: m.bytes,
-                        max: self.max_bytes,
-                    });
-                }
-                let id = m.next_id;
-                m.next_id += 1;
-                m.bytes += cost;
-                // Counted before the record is visible to the sender, so an
-                // ack can never subtract spans not yet added.
-                self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
-                m.entries.push_back(Entry {
-                    id,
-                    spans,
-                    enqueued_ms,
-                    body: body.clone(),
-                });
+                m.lock()
+                    .push(spans, body, enqueued_ms, self.max_bytes, &self.spans)?
             }
-            Inner::Disk(d) => {
-                let header: [u8; HEADER] = spans.to_le_bytes();
-                // Counted before the append makes it visible to the sender
-                // (see the memory case); taken back if the append fails.
-                self.spans.fetch_add(u64::from(spans), Ordering::Relaxed);
-                let id = {
-                    let mut wal = d.wal.lock();
-                    let id = match wal.append_parts_at(enqueued_ms, &[&header, body]) {
-                        Ok(id) => id,
-                        Err(e) => {
-                            self.spans.fetch_sub(u64::from(spans), Ordering::Relaxed);
-                            return Err(wal_err(e));
-                        }
-                    };
-                    // Still under the WAL lock: the copy keeps WAL order.
-                    let mut recent = d.recent.lock();
-                    recent.bytes += body.len() as u64;
-                    recent.entries.push_back(Entry {
-                        id: id.0 + 1,
-                        spans,
-                        enqueued_ms,
-                        body: body.clone(),
-                    });
-                    while recent.bytes > RECENT_MAX_BYTES {
-                        match recent.entries.pop_front() {
-                            Some(e) => recent.bytes -= e.body.len() as u64,
-                            None => break,
-                        }
-                    }
-                    id
-                };
-                if d.fsync == FsyncMode::Always {
-                    // Group commit: one fsync covers every append made before
-                    // it started, and runs without the WAL lock so appends
-                    // and the sender's reads go on meanwhile.
-                    let _gate = d.sync_gate.lock();
-                    if d.synced_below.load(Ordering::Acquire) <= id.0 {
-                        let (file, below) = d.wal.lock().sync_handle().map_err(wal_err)?;
-                        if file.sync_data().is_err() {
-                            // Let the WAL see the failure itself (it poisons
-                            // itself: the kernel may have dropped the pages).
-                            d.wal.lock().sync().map_err(wal_err)?;
-                        }
-                        d.synced_below.store(below.0, Ordering::Release);
-                    }
-                }
-            }
+            Inner::Disk(d) => d.push(spans, body, enqueued_ms, &self.spans)?,
         }
         self.notify.notify_one();
         Ok(())
@@ -320,21 +177,15 @@ impl Queue {
 
     /// fsync what was appended (the `interval` timer, and shutdown).
     pub fn sync(&self) -> Result<(), WalError> {
-        if let Inner::Disk(d) = &self.inner {
-            let (file, below) = d.wal.lock().sync_handle()?;
-            if file.sync_data().is_err() {
-                d.wal.lock().sync()?;
-            }
-            d.synced_below.store(below.0, Ordering::Release);
-            d.wal.lock().persist_ack()?;
-            *d.last_ack_persist.lock() = std::time::Instant::now();
+        match &self.inner {
+            Inner::Memory(_) => Ok(()),
+            Inner::Disk(d) => d.sync(),
         }
-        Ok(())
     }
 
-    #[cfg(test)]
     /// The oldest records, up to `max_records` and `max_bytes` of bodies
     /// (always at least one record when not empty). Nothing is removed.
+    #[cfg(test)]
     pub fn peek(&self, max_records: usize, max_bytes: usize) -> Result<Vec<Entry>, WalError> {
         self.peek_after(0, max_records, max_bytes)
     }
@@ -348,23 +199,8 @@ impl Queue {
         max_bytes: usize,
     ) -> Result<Vec<Entry>, WalError> {
         match &self.inner {
-            Inner::Memory(m) => Ok(take_after(&m.lock().entries, after, max_records, max_bytes)),
-            Inner::Disk(d) => {
-                {
-                    let recent = d.recent.lock();
-                    if recent.entries.front().is_some_and(|e| e.id <= after + 1) {
-                        // Every newer record is in memory too.
-                        return Ok(take_after(&recent.entries, after, max_records, max_bytes));
-                    }
-                }
-                // Entry ids are WAL ids + 1 (0 means "none"): the first WAL
-                // id after entry `after` is WAL id `after`.
-                let batch =
-                    d.wal
-                        .lock()
-                        .peek_records_from(RecordId(after), max_records, max_bytes)?;
-                Ok(batch.into_iter().map(disk_entry).collect())
-            }
+            Inner::Memory(m) => Ok(m.lock().peek_after(after, max_records, max_bytes)),
+            Inner::Disk(d) => d.peek_after(after, max_records, max_bytes),
         }
     }
 
@@ -372,33 +208,8 @@ impl Queue {
     /// good); `spans` is how many spans they held.
     pub fn ack(&self, upto: u64, spans: u64) -> Result<(), WalError> {
         match &self.inner {
-            Inner::Memory(m) => {
-                let mut m = m.lock();
-                while m.entries.front().is_some_and(|e| e.id <= upto) {
-                    if let Some(e) = m.entries.pop_front() {
-                        m.bytes -= e.body.len() as u64 + ENTRY_OVERHEAD;
-                    }
-                }
-            }
-            Inner::Disk(d) => {
-                let mut wal = d.wal.lock();
-                if upto == 0 {
-                    return Ok(());
-                }
-                wal.ack_volatile(RecordId(upto - 1))?;
-                let mut recent = d.recent.lock();
-                while recent.entries.front().is_some_and(|e| e.id <= upto) {
-                    if let Some(e) = recent.entries.pop_front() {
-                        recent.bytes -= e.body.len() as u64;
-                    }
-                }
-                drop(recent);
-                let mut last = d.last_ack_persist.lock();
-                if last.elapsed() >= ACK_PERSIST_EVERY {
-                    wal.persist_ack()?;
-                    *last = std::time::Instant::now();
-                }
-            }
+            Inner::Memory(m) => m.lock().ack(upto),
+            Inner::Disk(d) => d.ack(upto)?,
         }
         let _ = self
             .spans
@@ -411,42 +222,22 @@ impl Queue {
     pub fn depth(&self) -> Depth {
         let spans = self.spans.load(Ordering::Relaxed);
         match &self.inner {
-            Inner::Memory(m) => {
-                let m = m.lock();
-                Depth {
-                    records: m.entries.len() as u64,
-                    spans,
-                    bytes: m.bytes,
-                    oldest_age: m
-                        .entries
-                        .front()
-                        .map(|e| Duration::from_millis(now_millis().saturating_sub(e.enqueued_ms))),
-                }
-            }
-            Inner::Disk(d) => {
-                let wal = d.wal.lock();
-                Depth {
-                    records: wal.len_records(),
-                    spans,
-                    bytes: wal.len_bytes(),
-                    oldest_age: wal.oldest_unacked_age(),
-                }
-            }
+            Inner::Memory(m) => m.lock().depth(spans),
+            Inner::Disk(d) => d.depth(spans),
         }
     }
 
     /// Empties a memory queue (shutdown: what could not be sent is lost and
     /// must be counted). Returns the spans dropped. No-op on disk.
     pub fn discard_memory(&self) -> u64 {
-        if let Inner::Memory(m) = &self.inner {
-            let mut m = m.lock();
-            let spans: u64 = m.entries.iter().map(|e| u64::from(e.spans)).sum();
-            m.entries.clear();
-            m.bytes = 0;
-            self.spans.store(0, Ordering::Relaxed);
-            return spans;
+        match &self.inner {
+            Inner::Memory(m) => {
+                let spans = m.lock().discard();
+                self.spans.store(0, Ordering::Relaxed);
+                spans
+            }
+            Inner::Disk(_) => 0,
         }
-        0
     }
 }
 
@@ -471,31 +262,10 @@ fn take_after(
     out
 }
 
-fn disk_entry(r: wal::Record) -> Entry {
-    let body = if r.payload.len() >= HEADER {
-        r.payload.slice(HEADER..)
-    } else {
-        Bytes::new()
-    };
-    Entry {
-        id: r.id.0 + 1,
-        spans: spans_of(&r.payload),
-        enqueued_ms: r.unix_ms,
-        body,
-    }
-}
-
-/// The span count from a disk record's header.
-fn spans_of(payload: &[u8]) -> u32 {
-    match payload {
-        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::config::FsyncMode;
 
     fn body(n: usize, fill: u8) -> Bytes {
         Bytes::from(vec![fill; n])

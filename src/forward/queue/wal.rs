@@ -44,7 +44,7 @@
 //!   written to the file (one positioned write of header+payload), so a
 //!   process crash cannot lose it (the data is in the kernel page cache).
 //!   Durability against power loss is the caller's: production opens the WAL
-//!   with [`FsyncPolicy::Never`] and the queue (`queue/mod.rs`) runs a group
+//!   with [`FsyncPolicy::Never`] and the disk queue (`queue/disk.rs`) runs a group
 //!   commit — after its append, an exporter takes the sync gate and, unless
 //!   another exporter's `fdatasync` already covered its record, syncs the
 //!   file handle from [`Wal::sync_handle`] *outside* the WAL lock, covering
@@ -122,7 +122,7 @@ impl fmt::Display for RecordId {
 
 /// When appended data is flushed to stable storage by the WAL itself.
 ///
-/// Production uses `Never`: the queue (`queue/mod.rs`) drives syncing
+/// Production uses `Never`: the disk queue (`queue/disk.rs`) drives syncing
 /// itself — group commit for `fsync = "always"` (one `fdatasync`, outside
 /// the WAL lock, covers every append made before it started), a timer for
 /// `fsync = "interval"`. `Always` is the simple reference the tests use.
