@@ -24,6 +24,8 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod forward;
+#[cfg(test)]
+mod layering;
 pub mod loadgen;
 pub mod normalize;
 pub mod otlp;
