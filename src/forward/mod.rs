@@ -19,6 +19,17 @@
 //!
 //! Each destination has its own queue and sender task, so a slow or dead
 //! upstream only fills its own queue.
+//!
+//! This file is the public face: [`Forwarder::start`], [`Forwarder::submit`],
+//! [`Forwarder::shutdown`] (plus the gauges' `refresh`, the sampler as the
+//! aggregator's [`TraceSubscriber`], and `queue_depths`), and the errors.
+//! The parts, all `pub(crate)`, are split by what they do:
+//!
+//! * `prepare/` — drop rejected spans, redact, truncate (once per request);
+//! * `queue/` — `memory.rs`, `disk.rs` (group commit), `wal.rs` (the log);
+//! * `send/` — the sender loop, the gRPC/HTTP client, retry classification,
+//!   secret header values;
+//! * `sampling.rs` — tail sampling; `config.rs` (public) — `[forward]`.
 
 pub mod config;
 pub(crate) mod prepare;
@@ -26,26 +37,6 @@ pub(crate) mod prepare;
 pub(crate) mod queue;
 pub(crate) mod sampling;
 pub(crate) mod send;
-
-/// OTLP attribute builders shared by the redaction and truncation tests.
-#[cfg(test)]
-pub(crate) mod test_values {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-
-    pub fn sv(s: &str) -> AnyValue {
-        AnyValue {
-            value: Some(any_value::Value::StringValue(s.to_owned())),
-        }
-    }
-
-    pub fn kv(k: &str, v: AnyValue) -> KeyValue {
-        KeyValue {
-            key: k.to_owned(),
-            value: Some(v),
-            ..Default::default()
-        }
-    }
-}
 
 pub use queue::Depth as QueueDepth;
 

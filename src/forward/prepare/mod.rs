@@ -20,6 +20,26 @@
 pub(crate) mod redact;
 pub(crate) mod truncate;
 
+/// OTLP attribute builders shared by the redaction and truncation tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+    pub fn sv(s: &str) -> AnyValue {
+        AnyValue {
+            value: Some(any_value::Value::StringValue(s.to_owned())),
+        }
+    }
+
+    pub fn kv(k: &str, v: AnyValue) -> KeyValue {
+        KeyValue {
+            key: k.to_owned(),
+            value: Some(v),
+            ..Default::default()
+        }
+    }
+}
+
 use super::ForwardError;
 use crate::export::names::{FORWARD_REDACTIONS, FORWARD_TRUNCATIONS};
 use crate::export::Registry;

@@ -983,7 +983,7 @@ mod tests {
         assert!(!m.matches("llm.input_messages"));
     }
 
-    use crate::forward::test_values::{kv, sv};
+    use crate::forward::prepare::test_values::{kv, sv};
     fn s_of(v: &Option<AnyValue>) -> &str {
         match &v.as_ref().unwrap().value {
             Some(any_value::Value::StringValue(s)) => s,

@@ -137,7 +137,7 @@ mod tests {
         })
     }
 
-    use crate::forward::test_values::{kv, sv};
+    use crate::forward::prepare::test_values::{kv, sv};
 
     fn string_of(v: &AnyValue) -> &str {
         match &v.value {

@@ -58,6 +58,15 @@ pub enum PushError {
     Io(#[source] WalError),
 }
 
+/// Why the sender could not read or ack the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("the disk queue task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
     pub records: u64,
@@ -122,16 +131,14 @@ impl Queue {
 
     /// Runs `f` on the queue where it belongs: a disk queue does file I/O
     /// (and may fsync), so on tokio's blocking pool; a memory queue inline.
-    /// `Err` only if the blocking task panicked.
+    /// `Err` only if the blocking task panicked or was cancelled.
     pub async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Queue) -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, tokio::task::JoinError> {
         if self.is_disk() {
             let q = self.clone();
-            tokio::task::spawn_blocking(move || f(&q))
-                .await
-                .map_err(|e| format!("queue task failed: {e}"))
+            tokio::task::spawn_blocking(move || f(&q)).await
         } else {
             Ok(f(self))
         }

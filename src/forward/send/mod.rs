@@ -20,7 +20,7 @@ use crate::export::names::*;
 use crate::export::Registry;
 use crate::forward::config::{BatchConfig, OnFull, Resolved, RetryConfig};
 use crate::forward::queue::wal::now_millis;
-use crate::forward::queue::{Entry, Queue};
+use crate::forward::queue::{Entry, Queue, QueueError};
 use crate::forward::sampling::Sampler;
 use crate::otlp_view::TraceIdsRequest;
 use bytes::{Bytes, BytesMut};
@@ -364,20 +364,24 @@ impl Sender {
     }
 
     /// Queued records after id `after`, up to a batch's worth.
-    async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, String> {
+    async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, QueueError> {
         let max_bytes = self.batch.max_bytes;
         let records = self.batch.max_spans.get().min(4096);
-        self.dest
+        Ok(self
+            .dest
             .queue
             .run(move |q| q.peek_after(after, records, max_bytes))
-            .await?
-            .map_err(|e| e.to_string())
+            .await??)
     }
 
     /// The loop refreshes the gauges right after.
     async fn ack(&self, upto: u64, spans: u64) {
-        let r = self.dest.queue.run(move |q| q.ack(upto, spans)).await;
-        if let Err(e) = r.and_then(|r| r.map_err(|e| e.to_string())) {
+        let r: Result<(), QueueError> = match self.dest.queue.run(move |q| q.ack(upto, spans)).await
+        {
+            Ok(r) => r.map_err(QueueError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = r {
             // Not acking means redelivery (a duplicate), never a loss.
             tracing::error!(destination = %self.dest.name, error = %e, "forward: cannot record a delivery in the queue; it will be sent again");
         }
