@@ -464,15 +464,15 @@ impl Figures {
 /// `DRAIN_TIMEOUT`. The registry is rendered only once the queue is empty.
 fn wait_drained(forwarder: &Forwarder, registry: &Registry, target: u64, what: &str) {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    let queue = &forwarder.destinations()[0].queue;
+    let depth = || forwarder.queue_depths()[0];
     loop {
-        if queue.depth().records == 0 && sent_spans(registry) >= target {
+        if depth().records == 0 && sent_spans(registry) >= target {
             return;
         }
         assert!(
             Instant::now() < deadline,
             "{what}: the queue did not drain within {DRAIN_TIMEOUT:?} (depth {:?}, {} of {target} spans sent)",
-            queue.depth(),
+            depth(),
             sent_spans(registry)
         );
         std::thread::sleep(Duration::from_millis(1));
@@ -517,7 +517,7 @@ impl Setup {
                     every.tick().await;
                     pipeline.tick();
                     if let Some(f) = pipeline.forwarder() {
-                        peak.fetch_max(f.destinations()[0].queue.depth().spans, Ordering::Relaxed);
+                        peak.fetch_max(f.queue_depths()[0].spans, Ordering::Relaxed);
                     }
                 }
             })
@@ -560,7 +560,7 @@ impl Setup {
         self.figures.ingest_side = (iters * spans_per_request) as f64 / secs;
 
         let Some(f) = &self.forwarder else { return };
-        let d = f.destinations()[0].queue.depth();
+        let d = f.queue_depths()[0];
         let delivered = sent_spans(&self.registry) - sent_at_start;
         let ingested: u64 = samples.iter().map(|s| s.0).sum::<u64>() * spans_per_request;
         self.figures.end_depth = d.spans;

@@ -566,8 +566,12 @@ fn is_label_name(s: &str) -> bool {
         && !s.starts_with("__")
 }
 
-/// `CHAINPULSE_ASSEMBLY__TRACE_TIMEOUT_MS=2000` sets `assembly.trace_timeout_ms`.
-/// Values are read as TOML (numbers, booleans, arrays), else as strings.
+/// `CHAINPULSE_ASSEMBLY__TRACE_TIMEOUT_MS=2000` sets `assembly.trace_timeout_ms`;
+/// any depth works, one `__` per level: `CHAINPULSE_FORWARD__SAMPLING__PROBABILITY=0.1`
+/// sets `forward.sampling.probability`. Values are read as TOML (numbers,
+/// booleans, arrays), else as strings. Variables without `__` (such as
+/// `CHAINPULSE_BIN`) are not configuration and are ignored. Arrays of tables
+/// (`forward.destinations`) cannot be reached this way.
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
@@ -576,27 +580,33 @@ fn apply_env(
         let Some(rest) = var.strip_prefix("CHAINPULSE_") else {
             continue;
         };
-        let Some((section, key)) = rest.split_once("__") else {
+        if !rest.contains("__") {
             continue;
-        };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        if section.is_empty() || key.is_empty() {
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
             return Err(ConfigError::Env {
                 var,
-                message: "expected CHAINPULSE_<SECTION>__<KEY>".into(),
+                message: "expected CHAINPULSE_<SECTION>__<KEY> (one __ per level)".into(),
             });
         }
-        let value = parse_env_value(&raw);
-        let section_table = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(t) = section_table else {
-            return Err(ConfigError::Env {
-                var,
-                message: format!("{section} is not a section"),
-            });
+        let Some((key, sections)) = path.split_last() else {
+            continue;
         };
-        t.insert(key, value);
+        let mut t = &mut *table;
+        for (depth, section) in sections.iter().enumerate() {
+            let entry = t
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(inner) = entry else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("{} is not a section", sections[..=depth].join(".")),
+                });
+            };
+            t = inner;
+        }
+        t.insert(key.clone(), parse_env_value(&raw));
     }
     Ok(())
 }
@@ -612,6 +622,7 @@ fn parse_env_value(raw: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::config::DEFAULT_MARKER;
 
     #[test]
     fn defaults_need_no_file() {
@@ -649,6 +660,45 @@ mod tests {
         assert_eq!(c.assembly.max_traces, 9);
         assert_eq!(c.labels.metadata, vec!["environment"]);
         assert_eq!(c.server.grpc_addr.port(), 1234);
+    }
+
+    #[test]
+    fn env_overrides_reach_any_depth() {
+        let env = vec![
+            (
+                "CHAINPULSE_FORWARD__SAMPLING__PROBABILITY".to_owned(),
+                "0.25".to_owned(),
+            ),
+            (
+                "CHAINPULSE_FORWARD__TRUNCATE__MAX_ATTRIBUTE_BYTES".to_owned(),
+                "100".to_owned(),
+            ),
+            ("CHAINPULSE_ASSEMBLY__MAX_TRACES".to_owned(), "9".to_owned()),
+            ("CHAINPULSE_BIN".to_owned(), "/not/config".to_owned()),
+        ];
+        let c = Config::load(None, env, &Overrides::default()).expect("load");
+        assert_eq!(c.forward.sampling.probability, 0.25);
+        assert_eq!(c.forward.truncate.max_attribute_bytes, 100);
+        assert_eq!(
+            c.forward.truncate.marker, DEFAULT_MARKER,
+            "siblings keep their defaults"
+        );
+        assert_eq!(c.assembly.max_traces, 9);
+
+        let bad = |var: &str| {
+            Config::load(
+                None,
+                vec![(var.to_owned(), "1".to_owned())],
+                &Overrides::default(),
+            )
+            .expect_err(var)
+            .to_string()
+        };
+        // A key used as a section: refused, naming the key.
+        let e = bad("CHAINPULSE_ASSEMBLY__MAX_TRACES__X");
+        assert!(e.contains("assembly.max_traces"), "{e}");
+        assert!(bad("CHAINPULSE_FORWARD____X").contains("one __ per level"));
+        assert!(bad("CHAINPULSE_FORWARD__SAMPLING__NOPE").contains("nope"));
     }
 
     #[test]

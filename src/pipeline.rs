@@ -10,7 +10,7 @@ use crate::aggregate::Aggregator;
 use crate::config::Config;
 use crate::export::names::*;
 use crate::export::Registry;
-use crate::forward::Forwarder;
+use crate::forward::{Forwarder, SubmitError};
 use crate::normalize;
 use crate::otlp_view::ExportTraceServiceRequest;
 use crate::receive::validate::validate;
@@ -125,7 +125,7 @@ impl Pipeline {
                 config,
                 registry.clone(),
                 prices,
-                forwarder.as_ref().and_then(|f| f.sampler()),
+                forwarder.as_ref().and_then(|f| f.trace_subscriber()),
             )),
             inflight_gauge: registry.gauge(INFLIGHT_REQUESTS, &[]),
             registry,
@@ -157,6 +157,9 @@ impl Pipeline {
     /// Order matters for "nothing acknowledged is lost, nothing is counted
     /// twice": decode and validate; queue for forwarding (the step that can
     /// push back); only then count into the metrics; then acknowledge.
+    /// Spans rejected by validation (`partial_success`) are neither
+    /// forwarded nor counted in the KPIs: forwarding drops them from what it
+    /// queues, normalization skips them, both by `otlp::id_problem`.
     pub async fn ingest(
         &self,
         _slot: &InflightSlot<'_>,
@@ -181,7 +184,10 @@ impl Pipeline {
             .map_err(|e| IngestError::MalformedProtobuf(e.to_string()))?;
         let verdict = validate(&request)?;
         if let Some(f) = &self.forwarder {
-            f.submit(&request, body, verdict.total).await?;
+            let accepted = verdict.total - verdict.rejected;
+            f.submit(&request, body, accepted, verdict.rejected)
+                .await
+                .map_err(submit_refused)?;
         }
         let runs = normalize::normalize_request(&request);
 
@@ -257,6 +263,22 @@ impl Pipeline {
         }
         self.inflight_gauge.set(now as f64);
         Ok(slot)
+    }
+}
+
+/// How the receiver answers a request forwarding could not queue: a full
+/// queue is back-pressure (retried by OTel SDKs), anything else a server
+/// error.
+fn submit_refused(e: SubmitError) -> IngestError {
+    match e {
+        SubmitError::QueueFull {
+            destination,
+            retry_after,
+        } => IngestError::QueueFull {
+            destination,
+            retry_after,
+        },
+        other => IngestError::ForwardQueue(other.to_string()),
     }
 }
 

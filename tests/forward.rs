@@ -1204,7 +1204,7 @@ async fn drop_io_removes_inputs_and_outputs_upstream() {
     );
     let server = start(config(&toml)).await;
     let io_key = |k: &str| {
-        chainpulse::forward::redact::DEFAULT_IO_KEYS
+        chainpulse::forward::config::DEFAULT_IO_KEYS
             .iter()
             .any(|p| match p.strip_suffix('*') {
                 Some(prefix) => k.starts_with(prefix),
@@ -1253,6 +1253,73 @@ async fn drop_io_removes_inputs_and_outputs_upstream() {
         value(&m, "chainpulse_llm_tokens_total", &[("type", "input")]),
         2.0 * 284.0,
         "metrics still see the full spans"
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
+/// A span the client is told was rejected (`partial_success`: an all-zero
+/// trace id, an all-zero span id, a parent id of the wrong length) is not
+/// counted in the KPIs and not forwarded; the other spans of the same request
+/// are both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_spans_are_neither_counted_nor_forwarded() {
+    let up = Upstream::start().await;
+    let server = start(config(&destination("up", "http", &up.http_endpoint(), ""))).await;
+    let mut req = decoded("langchain-openinference.pb");
+    let total = span_count(&req);
+    let parents: HashSet<Vec<u8>> = spans(&req).map(|s| s.parent_span_id.clone()).collect();
+    let mut broken = 0;
+    for s in spans_mut(&mut req) {
+        if s.parent_span_id.is_empty() || parents.contains(&s.span_id) {
+            continue; // keep the root and every parent: only leaves break
+        }
+        match broken {
+            0 => s.trace_id = vec![0; 16],
+            1 => s.span_id = vec![0; 8],
+            2 => s.parent_span_id = vec![7; 5],
+            _ => break,
+        }
+        broken += 1;
+    }
+    assert_eq!(broken, 3, "the capture has three leaf spans");
+    let valid: HashSet<SpanKey> = spans(&req)
+        .filter(|s| {
+            s.trace_id != vec![0; 16] && s.span_id != vec![0; 8] && s.parent_span_id.len() != 5
+        })
+        .map(key_of)
+        .collect();
+    assert_eq!(valid.len(), total - 3);
+
+    let resp = post(&server, req.encode_to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    let partial =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            &body[..],
+        )
+        .expect("response")
+        .partial_success
+        .expect("partial success");
+    assert_eq!(partial.rejected_spans, 3);
+
+    assert!(wait_for(PATIENCE, || up.spans_total() >= total - 3).await);
+    // Longer than the assembly timeout (500 ms): a rejected span held as a
+    // trace of its own would have been released and counted by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(up.span_ids(), valid, "only the accepted spans go upstream");
+    assert_eq!(up.spans_total(), total - 3);
+    let m = scrape(&server).await;
+    assert_eq!(fwd(&m, "up", "sent"), (total - 3) as f64);
+    assert_eq!(
+        value(&m, "chainpulse_runs_total", &[]),
+        (total - 3) as f64,
+        "rejected spans are not runs"
+    );
+    let roots = spans(&req).filter(|s| s.parent_span_id.is_empty()).count();
+    assert_eq!(
+        value(&m, "chainpulse_requests_total", &[]),
+        roots as f64,
+        "a rejected span is no request of its own either"
     );
     server.shutdown().await.expect("shutdown");
 }

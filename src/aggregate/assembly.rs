@@ -79,7 +79,9 @@ pub struct Assembler {
     /// Pending traces in arrival order (entries of released traces are
     /// skipped lazily).
     order: VecDeque<(TraceId, Instant)>,
-    completed: HashMap<TraceId, (Arc<str>, Instant), RandomState>,
+    /// Released traces: chain name, release time, and whether the root was
+    /// inferred (the real root may still arrive).
+    completed: HashMap<TraceId, (Arc<str>, Instant, bool), RandomState>,
     completed_order: VecDeque<(TraceId, Instant)>,
     spans_held: usize,
     timeout: Duration,
@@ -130,10 +132,10 @@ impl Assembler {
 
     /// Takes one run; appends whatever became ready to `out`.
     pub fn accept(&mut self, run: ChainRun, now: Instant, out: &mut Vec<Labeled>) {
-        // A root whose trace was already released (its root inferred after
-        // the timeout, or a second parentless span) is late: the trace was
-        // counted as a request once and must not be counted twice.
-        if let (true, Some((chain, _))) = (run.is_root(), self.completed.get(&run.trace_id)) {
+        // The real root of a trace already released with an inferred root
+        // (after the timeout) is late: the trace was counted as a request
+        // once and must not be counted twice.
+        if let (true, Some((chain, _, true))) = (run.is_root(), self.completed.get(&run.trace_id)) {
             self.stats.late_spans += 1;
             out.push(Labeled::new(run, chain.clone(), false));
             return;
@@ -146,7 +148,7 @@ impl Assembler {
             self.release_root(run, now, out);
             return;
         }
-        if let Some((chain, _)) = self.completed.get(&run.trace_id) {
+        if let Some((chain, _, _)) = self.completed.get(&run.trace_id) {
             self.stats.late_spans += 1;
             out.push(Labeled::new(run, chain.clone(), false));
             return;
@@ -226,7 +228,7 @@ impl Assembler {
         // The provider span keeps its own trace (so nothing takes it for a
         // call nested in the released one) and is an unbilled step.
         let chain = match self.completed.get(&frame.trace_id) {
-            Some((chain, _)) => chain.clone(),
+            Some((chain, _, _)) => chain.clone(),
             None => Arc::from(frame.service.as_ref()),
         };
         let n = 1 + beneath.len();
@@ -259,7 +261,7 @@ impl Assembler {
                     .map(|run| Labeled::new(run, chain.clone(), false)),
             );
         }
-        self.remember(trace_id, chain, now);
+        self.remember(trace_id, chain, now, false);
     }
 
     fn enforce_capacity(&mut self, now: Instant, out: &mut Vec<Labeled>) {
@@ -301,7 +303,7 @@ impl Assembler {
                 break;
             }
             self.completed_order.pop_front();
-            if self.completed.get(&id).is_some_and(|(_, t)| *t == at) {
+            if self.completed.get(&id).is_some_and(|(_, t, _)| *t == at) {
                 self.completed.remove(&id);
             }
         }
@@ -316,12 +318,12 @@ impl Assembler {
         }
     }
 
-    fn remember(&mut self, trace_id: TraceId, chain: Arc<str>, now: Instant) {
-        self.completed.insert(trace_id, (chain, now));
+    fn remember(&mut self, trace_id: TraceId, chain: Arc<str>, now: Instant, inferred: bool) {
+        self.completed.insert(trace_id, (chain, now, inferred));
         self.completed_order.push_back((trace_id, now));
         while self.completed_order.len() > self.max_traces {
             if let Some((id, at)) = self.completed_order.pop_front() {
-                if self.completed.get(&id).is_some_and(|(_, t)| *t == at) {
+                if self.completed.get(&id).is_some_and(|(_, t, _)| *t == at) {
                     self.completed.remove(&id);
                 }
             }
@@ -384,6 +386,75 @@ impl Assembler {
                 .enumerate()
                 .map(|(i, run)| Labeled::new(run, chain.clone(), i == root)),
         );
-        self.remember(trace_id, chain, now);
+        self.remember(trace_id, chain, now, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::RunKind;
+
+    #[test]
+    fn a_late_real_root_after_an_inferred_one_is_not_a_second_request() {
+        let mut a = Assembler::new(&AssemblyConfig::default());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        a.accept(
+            ChainRun::for_test(1, 2, Some(1), RunKind::Tool),
+            now,
+            &mut out,
+        );
+        a.sweep(now + Duration::from_secs(11), &mut out);
+        assert_eq!(out.iter().filter(|l| l.is_request).count(), 1, "inferred");
+        out.clear();
+        a.accept(
+            ChainRun::for_test(1, 1, None, RunKind::Chain),
+            now,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].is_request, "counted once");
+        assert_eq!(a.stats.late_spans, 1);
+        // A trace whose real root was seen counts a re-sent root again (an
+        // exporter's retry is the client's call, as before).
+        out.clear();
+        a.accept(
+            ChainRun::for_test(3, 1, None, RunKind::Chain),
+            now,
+            &mut out,
+        );
+        a.accept(
+            ChainRun::for_test(3, 1, None, RunKind::Chain),
+            now,
+            &mut out,
+        );
+        assert_eq!(out.iter().filter(|l| l.is_request).count(), 2);
+    }
+
+    #[test]
+    fn a_parent_cycle_is_released_with_a_root() {
+        let mut a = Assembler::new(&AssemblyConfig::default());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        a.accept(
+            ChainRun::for_test(1, 1, Some(2), RunKind::Chain),
+            now,
+            &mut out,
+        );
+        a.accept(
+            ChainRun::for_test(1, 2, Some(1), RunKind::Chain),
+            now,
+            &mut out,
+        );
+        a.accept(
+            ChainRun::for_test(4, 4, Some(4), RunKind::Chain),
+            now,
+            &mut out,
+        );
+        a.sweep(now + Duration::from_secs(11), &mut out);
+        assert_eq!(out.len(), 3, "every span counted");
+        assert_eq!(out.iter().filter(|l| l.is_request).count(), 2);
+        assert_eq!(a.spans_held(), 0);
     }
 }

@@ -2,14 +2,20 @@
 //!
 //! `assembly` labels each run with its chain (held until the trace's root
 //! arrives); `calls` makes one provider call one LLM call however many
-//! spans describe it; `requests` settles the outcome of a request whose
-//! root set no status; `recorder` turns labelled runs into metric
+//! spans describe it, and `orphans` re-attaches provider spans that lost
+//! their parent; `requests` settles the outcome of a request whose root does
+//! not say it truthfully; `recorder` turns labelled runs into metric
 //! observations through `series`, the cardinality-guarded handle cache;
-//! `kpi` keeps the sliding windows (1 m, 5 m, 15 m, 1 h and since start)
-//! and quantile sketches behind the KPI API.
+//! `kpi` keeps the KPI API's figures per (service, chain) over the sliding
+//! windows `1m`, `5m`, `15m`, `1h` and `all` (since start; `window` holds one
+//! ring of slots per window: 6 × 10 s, 10 × 30 s, 10 × 90 s, 10 × 360 s),
+//! plus the top spenders. Each finished trace's summary is published to a
+//! [`finished::TraceSubscriber`] (the forwarder's tail sampler), so this
+//! stage never depends on a later one.
 
 pub mod assembly;
 pub mod calls;
+pub mod finished;
 pub mod kpi;
 pub mod orphans;
 pub mod recorder;
@@ -22,11 +28,11 @@ pub mod window;
 use crate::config::Config;
 use crate::export::names::*;
 use crate::export::Registry;
-use crate::forward::sampling::{Sampler, TraceSummary};
 use crate::normalize::ChainRun;
 use crate::normalize::TraceId;
 use crate::pricing::PriceTable;
 use assembly::{Assembler, AssemblyStats, Labeled};
+use finished::{TraceSubscriber, TraceSummary};
 use kpi::{KpiTracker, RequestRecord};
 use metrics::{Counter, Gauge};
 use recorder::Recorder;
@@ -65,7 +71,7 @@ pub struct Aggregator {
     inferred_roots: Counter,
     late_spans: Counter,
     orphans_adopted: Counter,
-    sampler: Option<Arc<Sampler>>,
+    subscriber: Option<Arc<dyn TraceSubscriber>>,
 }
 
 impl Aggregator {
@@ -73,7 +79,7 @@ impl Aggregator {
         config: &Config,
         registry: Arc<Registry>,
         prices: PriceTable,
-        sampler: Option<Arc<Sampler>>,
+        subscriber: Option<Arc<dyn TraceSubscriber>>,
     ) -> Self {
         let reason = |r: &'static str| registry.counter(ASSEMBLY_EVICTIONS, &[("reason", r)]);
         Aggregator {
@@ -90,7 +96,7 @@ impl Aggregator {
             late_spans: registry.counter(ASSEMBLY_LATE_SPANS, &[]),
             orphans_adopted: registry.counter(ASSEMBLY_ORPHANS_ADOPTED, &[]),
             recorder: Recorder::new(registry, config, prices),
-            sampler,
+            subscriber,
         }
     }
 
@@ -164,8 +170,8 @@ impl Aggregator {
         for l in ready.iter().filter(|l| l.is_request) {
             let t = self.totals.remove(&l.run.trace_id).unwrap_or_default();
             let cost = (!t.unpriced).then_some(t.cost_usd);
-            if let Some(s) = &self.sampler {
-                s.decide(
+            if let Some(s) = &self.subscriber {
+                s.trace_finished(
                     l.run.trace_id,
                     &TraceSummary {
                         error: t.error,

@@ -319,8 +319,9 @@ impl Registry {
     }
 
     /// Drains histogram samples into their buckets. Histogram observations
-    /// are queued until this runs, so it runs every second to keep that queue
-    /// (memory) bounded between scrapes.
+    /// are queued until this runs, so it runs on every pipeline tick (every
+    /// 250 ms, `server.rs`) to keep that queue (memory) bounded between
+    /// scrapes.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }

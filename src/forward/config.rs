@@ -5,11 +5,12 @@
 //! protocol and auth headers of the usual upstreams so that a LangSmith
 //! destination is three lines; anything set explicitly wins over a preset.
 
-use super::redact::RedactConfig;
-use super::truncate::TruncateConfig;
+pub use super::prepare::redact::{RedactConfig, UserRule, DEFAULT_EXCEPTION_KEYS, DEFAULT_IO_KEYS};
+pub use super::prepare::truncate::{TruncateConfig, DEFAULT_MARKER, DEFAULT_MAX_ATTRIBUTE_BYTES};
 use crate::config::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,15 +27,11 @@ pub struct ForwardConfig {
     /// detector on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redact: Option<RedactConfig>,
-    /// Cut oversized attribute values before forwarding.
+    /// Cut oversized attribute values before forwarding (its defaults,
+    /// 128 KiB among them, live in `TruncateConfig::default` only).
     pub truncate: TruncateConfig,
     pub sampling: SamplingConfig,
 }
-
-/// Forwarding truncates at 128 KiB by default: a RAG prompt of tens of KiB
-/// goes through whole, a runaway 10 MiB tool output cannot sink a batch
-/// against a 4 MiB gRPC limit.
-pub const DEFAULT_FORWARD_MAX_ATTRIBUTE_BYTES: usize = 128 * 1024;
 
 impl Default for ForwardConfig {
     fn default() -> Self {
@@ -42,10 +39,7 @@ impl Default for ForwardConfig {
             destinations: Vec::new(),
             queue_dir: PathBuf::from("/var/lib/chainpulse/queue"),
             redact: None,
-            truncate: TruncateConfig {
-                max_attribute_bytes: DEFAULT_FORWARD_MAX_ATTRIBUTE_BYTES,
-                ..TruncateConfig::default()
-            },
+            truncate: TruncateConfig::default(),
             sampling: SamplingConfig::default(),
         }
     }
@@ -69,7 +63,7 @@ pub struct SamplingConfig {
     /// is forwarded anyway (0: `assembly.trace_timeout_ms` + 2 s).
     pub decision_wait_ms: u64,
     /// Decisions remembered (for spans that arrive after their root).
-    pub max_decisions: usize,
+    pub max_decisions: NonZeroUsize,
 }
 
 impl Default for SamplingConfig {
@@ -81,7 +75,7 @@ impl Default for SamplingConfig {
             costlier_than_usd: 0.0,
             probability: 1.0,
             decision_wait_ms: 0,
-            max_decisions: 200_000,
+            max_decisions: const { nonzero_usize(200_000) },
         }
     }
 }
@@ -238,7 +232,7 @@ pub struct QueueConfig {
     pub max_bytes: u64,
     pub on_full: OnFull,
     pub fsync: FsyncMode,
-    pub fsync_interval_ms: u64,
+    pub fsync_interval_ms: NonZeroU64,
     /// Size of one disk segment file.
     pub segment_bytes: u64,
 }
@@ -251,7 +245,7 @@ impl Default for QueueConfig {
             max_bytes: 0,
             on_full: OnFull::Backpressure,
             fsync: FsyncMode::Always,
-            fsync_interval_ms: 1000,
+            fsync_interval_ms: const { nonzero_u64(1000) },
             segment_bytes: 16 << 20,
         }
     }
@@ -271,7 +265,7 @@ impl QueueConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Spans per export call (a single larger request is sent whole).
-    pub max_spans: usize,
+    pub max_spans: NonZeroUsize,
     /// Bytes per export call, before compression; keep under the
     /// upstream's limit (gRPC servers default to 4 MiB).
     pub max_bytes: usize,
@@ -286,7 +280,7 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_spans: 2048,
+            max_spans: const { nonzero_usize(2048) },
             max_bytes: 3 << 20,
             flush_interval_ms: 200,
             max_in_flight: 4,
@@ -297,7 +291,7 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    pub initial_backoff_ms: u64,
+    pub initial_backoff_ms: NonZeroU64,
     pub max_backoff_ms: u64,
     /// Cap on a server's RetryInfo / Retry-After hint.
     pub max_server_delay_ms: u64,
@@ -306,7 +300,7 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
-            initial_backoff_ms: 500,
+            initial_backoff_ms: const { nonzero_u64(500) },
             max_backoff_ms: 30_000,
             max_server_delay_ms: 300_000,
         }
@@ -329,7 +323,7 @@ pub struct DestinationConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
     /// Per export call.
-    pub timeout_ms: u64,
+    pub timeout_ms: NonZeroU64,
     /// Values may reference secrets: `${env:NAME}`, `${file:/path}`. They
     /// are resolved at start-up and never logged.
     pub headers: BTreeMap<String, String>,
@@ -349,7 +343,7 @@ impl Default for DestinationConfig {
             protocol: None,
             endpoint: None,
             compression: None,
-            timeout_ms: 10_000,
+            timeout_ms: const { nonzero_u64(10_000) },
             headers: BTreeMap::new(),
             basic_auth: None,
             tls: TlsConfig::default(),
@@ -448,43 +442,29 @@ impl ForwardConfig {
             if d.tls.cert_file.is_some() != d.tls.key_file.is_some() {
                 return Err(invalid(&key("tls"), "cert_file and key_file go together"));
             }
-            if d.timeout_ms == 0 {
-                return Err(invalid(&key("timeout_ms"), "must be greater than 0"));
-            }
-            if d.batch.max_spans == 0 || d.batch.max_bytes < 1024 {
-                return Err(invalid(
-                    &key("batch"),
-                    "max_spans must be > 0 and max_bytes at least 1024",
-                ));
+            if d.batch.max_bytes < 1024 {
+                return Err(invalid(&key("batch.max_bytes"), "must be at least 1024"));
             }
             if !(1..=64).contains(&d.batch.max_in_flight) {
                 return Err(invalid(&key("batch.max_in_flight"), "must be from 1 to 64"));
             }
-            if d.retry.initial_backoff_ms == 0
-                || d.retry.max_backoff_ms < d.retry.initial_backoff_ms
-            {
+            if d.retry.max_backoff_ms < d.retry.initial_backoff_ms.get() {
                 return Err(invalid(
-                    &key("retry"),
-                    "initial_backoff_ms must be > 0 and max_backoff_ms >= initial_backoff_ms",
+                    &key("retry.max_backoff_ms"),
+                    "must be at least initial_backoff_ms",
                 ));
             }
             let max_bytes = d.queue.effective_max_bytes();
             if max_bytes < 64 * 1024 {
                 return Err(invalid(&key("queue.max_bytes"), "must be at least 65536"));
             }
-            if d.queue.kind == QueueKind::Disk {
-                if d.queue.segment_bytes < 64 * 1024 || d.queue.segment_bytes > max_bytes {
-                    return Err(invalid(
-                        &key("queue.segment_bytes"),
-                        "must be at least 65536 and at most queue.max_bytes",
-                    ));
-                }
-                if d.queue.fsync == FsyncMode::Interval && d.queue.fsync_interval_ms == 0 {
-                    return Err(invalid(
-                        &key("queue.fsync_interval_ms"),
-                        "must be greater than 0",
-                    ));
-                }
+            if d.queue.kind == QueueKind::Disk
+                && (d.queue.segment_bytes < 64 * 1024 || d.queue.segment_bytes > max_bytes)
+            {
+                return Err(invalid(
+                    &key("queue.segment_bytes"),
+                    "must be at least 65536 and at most queue.max_bytes",
+                ));
             }
             let queue_dir = d
                 .queue
@@ -499,7 +479,7 @@ impl ForwardConfig {
                     .compression
                     .or(preset.map(Preset::compression))
                     .unwrap_or(Compression::None),
-                timeout: Duration::from_millis(d.timeout_ms),
+                timeout: Duration::from_millis(d.timeout_ms.get()),
                 headers,
                 basic_auth,
                 tls: d.tls.clone(),
@@ -534,14 +514,8 @@ impl ForwardConfig {
                 "must be a non-negative number",
             ));
         }
-        if s.max_decisions == 0 {
-            return Err(invalid(
-                "forward.sampling.max_decisions",
-                "must be greater than 0",
-            ));
-        }
         if let Some(r) = &self.redact {
-            super::redact::Redactor::new(r)
+            super::prepare::redact::Redactor::new(r)
                 .map_err(|e| invalid("forward.redact", e.to_string()))?;
         }
         Ok(out)
@@ -568,6 +542,23 @@ impl ForwardConfig {
             endpoint: Some(endpoint),
             ..DestinationConfig::default()
         })
+    }
+}
+
+/// Defaults of limits that must be positive (typed so: 0 is refused when
+/// the file is read, naming the key). Used in `const` blocks, so a zero
+/// default fails the build, never a run.
+const fn nonzero_u64(n: u64) -> NonZeroU64 {
+    match NonZeroU64::new(n) {
+        Some(n) => n,
+        None => panic!("a non-zero default"),
+    }
+}
+
+const fn nonzero_usize(n: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(n) {
+        Some(n) => n,
+        None => panic!("a non-zero default"),
     }
 }
 
@@ -653,6 +644,41 @@ preset = "langfuse"
             let e = Config::from_toml_str(toml).expect_err(toml);
             assert!(e.to_string().starts_with(key), "{toml}\n→ {e}");
         }
+    }
+
+    /// Writing `[forward.truncate]` with only a marker keeps the documented
+    /// default limit (it used to fall back to the struct's own 16 KiB).
+    #[test]
+    fn truncate_section_keeps_the_default_limit() {
+        let absent = Config::from_toml_str("").expect("valid");
+        let marker_only =
+            Config::from_toml_str("[forward.truncate]\nmarker = \"[cut {n}]\"\n").expect("valid");
+        assert_eq!(absent.forward.truncate.max_attribute_bytes, 128 * 1024);
+        assert_eq!(
+            marker_only.forward.truncate.max_attribute_bytes,
+            absent.forward.truncate.max_attribute_bytes
+        );
+        assert_eq!(marker_only.forward.truncate.marker, "[cut {n}]");
+    }
+
+    /// Limits that must be positive are typed `NonZero*`: 0 is refused on
+    /// reading, with the key named, instead of by a hand-written check.
+    #[test]
+    fn zero_limits_are_refused_by_type() {
+        let cases = [
+            ("[[forward.destinations]]\npreset = \"tempo\"\ntimeout_ms = 0\n", "forward.destinations[0].timeout_ms"),
+            ("[[forward.destinations]]\npreset = \"tempo\"\nbatch = { max_spans = 0 }\n", "forward.destinations[0].batch.max_spans"),
+            ("[[forward.destinations]]\npreset = \"tempo\"\nretry = { initial_backoff_ms = 0 }\n", "forward.destinations[0].retry.initial_backoff_ms"),
+            ("[[forward.destinations]]\npreset = \"tempo\"\nqueue = { fsync_interval_ms = 0 }\n", "forward.destinations[0].queue.fsync_interval_ms"),
+            ("[forward.sampling]\nmax_decisions = 0\n", "forward.sampling.max_decisions"),
+        ];
+        for (toml, key) in cases {
+            let e = Config::from_toml_str(toml).expect_err(toml);
+            assert!(e.to_string().starts_with(key), "{toml}\n→ {e}");
+        }
+        let d = DestinationConfig::default();
+        assert_eq!(d.timeout_ms.get(), 10_000);
+        assert_eq!(d.batch.max_spans.get(), 2048);
     }
 
     #[test]

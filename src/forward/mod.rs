@@ -8,7 +8,8 @@
 //!
 //! [`Forwarder::submit`] runs on the export request's own task, after the
 //! request has been decoded and validated and before it is acknowledged: the
-//! prepared bytes go into every destination's queue (for a disk queue: into
+//! prepared bytes (without the spans validation rejected) go into every
+//! destination's queue (for a disk queue: into
 //! its write-ahead log, fsynced per policy), and only then does the
 //! application get its success. A full queue makes the whole request fail
 //! with back-pressure (gRPC RESOURCE_EXHAUSTED with RetryInfo, HTTP 503 with
@@ -18,52 +19,42 @@
 //!
 //! Each destination has its own queue and sender task, so a slow or dead
 //! upstream only fills its own queue.
+//!
+//! This file is the public face: [`Forwarder::start`], [`Forwarder::submit`],
+//! [`Forwarder::shutdown`] (plus the gauges' `refresh`, the sampler as the
+//! aggregator's [`TraceSubscriber`], and `queue_depths`), and the errors.
+//! The parts, all `pub(crate)`, are split by what they do:
+//!
+//! * `prepare/` — drop rejected spans, redact, truncate (once per request);
+//! * `queue/` — `memory.rs`, `disk.rs` (group commit), `wal.rs` (the log);
+//! * `send/` — the sender loop, the gRPC/HTTP client, retry classification,
+//!   secret header values;
+//! * `sampling.rs` — tail sampling; `config.rs` (public) — `[forward]`.
 
-pub mod client;
 pub mod config;
-pub mod destination;
-pub mod prepare;
+pub(crate) mod prepare;
 #[cfg(unix)]
-pub mod queue;
-pub mod redact;
-pub mod retry;
-pub mod sampling;
-pub mod secret;
-pub mod truncate;
+pub(crate) mod queue;
+pub(crate) mod sampling;
+pub(crate) mod send;
 
-/// OTLP attribute builders shared by the redaction and truncation tests.
-#[cfg(test)]
-pub(crate) mod test_values {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+pub use queue::Depth as QueueDepth;
 
-    pub fn sv(s: &str) -> AnyValue {
-        AnyValue {
-            value: Some(any_value::Value::StringValue(s.to_owned())),
-        }
-    }
-
-    pub fn kv(k: &str, v: AnyValue) -> KeyValue {
-        KeyValue {
-            key: k.to_owned(),
-            value: Some(v),
-            ..Default::default()
-        }
-    }
-}
-#[cfg(unix)]
-pub mod wal;
-
+use crate::aggregate::finished::TraceSubscriber;
+use crate::config::ConfigError;
 use crate::export::names::FORWARD_WAL_CORRUPT;
 use crate::export::Registry;
 use crate::otlp_view::ExportTraceServiceRequest as View;
-use crate::receive::IngestError;
 use bytes::Bytes;
 use config::{FsyncMode, OnFull, QueueKind};
-use destination::{backoff_from, Destination, Sender};
 use parking_lot::Mutex;
+use prepare::redact::RedactError;
 use prepare::Prepare;
+use queue::wal::WalError;
 use queue::{PushError, Queue};
 use sampling::Sampler;
+use send::client::BuildError;
+use send::{backoff_from, Destination, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -72,16 +63,51 @@ use tokio::task::JoinHandle;
 /// Suggested client wait when a queue is full (Retry-After / RetryInfo).
 pub const BACKPRESSURE_RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// Why forwarding could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    #[error("{0}")]
-    Config(String),
-    #[error("forward destination {destination:?}: cannot open its disk queue in {dir}: {message}")]
+    /// `[forward]` is invalid (the message names the key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("forward.redact is invalid")]
+    Redact(#[source] RedactError),
+    /// A destination's client cannot be built (TLS files, headers).
+    #[error(transparent)]
+    Client(#[from] BuildError),
+    #[error("forward destination {destination:?}: cannot open its disk queue in {dir}")]
     Queue {
         destination: String,
         dir: String,
-        message: String,
+        #[source]
+        source: WalError,
     },
+}
+
+/// Why [`Forwarder::submit`] could not queue a request; the receiver maps it
+/// to its protocol's answer (back-pressure, or a server error).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A destination with `on_full = "backpressure"` has no room: the
+    /// client should retry after `retry_after`.
+    #[error("the forwarding queue of destination {destination:?} is full")]
+    QueueFull {
+        destination: String,
+        retry_after: Duration,
+    },
+    #[error("a request of {len} bytes can never fit in the queue of destination {destination:?} (queue.max_bytes {max})")]
+    TooLarge {
+        destination: String,
+        len: u64,
+        max: u64,
+    },
+    #[error("the disk queue of destination {destination:?} cannot be written")]
+    Io {
+        destination: String,
+        #[source]
+        source: WalError,
+    },
+    #[error("the disk queue task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 pub struct Forwarder {
@@ -116,10 +142,7 @@ impl Forwarder {
         config: &crate::config::Config,
         registry: Arc<Registry>,
     ) -> Result<Option<Arc<Forwarder>>, ForwardError> {
-        let resolved = config
-            .forward
-            .resolve()
-            .map_err(|e| ForwardError::Config(e.to_string()))?;
+        let resolved = config.forward.resolve()?;
         if resolved.is_empty() {
             return Ok(None);
         }
@@ -135,13 +158,12 @@ impl Forwarder {
         let mut senders = Vec::new();
         let mut any_disk = false;
         for r in &resolved {
-            let client =
-                client::Client::build(r).map_err(|e| ForwardError::Config(e.to_string()))?;
+            let client = send::client::Client::build(r)?;
             let (queue, opened) =
-                Queue::open(&r.queue_dir, &r.queue).map_err(|e| ForwardError::Queue {
+                Queue::open(&r.queue_dir, &r.queue).map_err(|source| ForwardError::Queue {
                     destination: r.name.clone(),
                     dir: r.queue_dir.display().to_string(),
-                    message: e.to_string(),
+                    source,
                 })?;
             let corrupt =
                 registry.counter(FORWARD_WAL_CORRUPT, &[("destination", r.name.as_str())]);
@@ -174,7 +196,7 @@ impl Forwarder {
                 shutdown: shutdown_rx.clone(),
             });
             if r.queue.kind == QueueKind::Disk && r.queue.fsync == FsyncMode::Interval {
-                let every = Duration::from_millis(r.queue.fsync_interval_ms);
+                let every = Duration::from_millis(r.queue.fsync_interval_ms.get());
                 spawn_fsync_timer(every, queue.clone(), r.name.clone(), shutdown_rx.clone());
             }
             destinations.push(dest);
@@ -190,19 +212,36 @@ impl Forwarder {
         })))
     }
 
-    pub fn sampler(&self) -> Option<Arc<Sampler>> {
-        self.sampler.clone()
+    /// The tail sampler, as the aggregator's subscriber for finished
+    /// traces; `None` when sampling is off.
+    pub fn trace_subscriber(&self) -> Option<Arc<dyn TraceSubscriber>> {
+        self.sampler.clone().map(|s| s as Arc<dyn TraceSubscriber>)
     }
 
-    pub fn destinations(&self) -> &[Arc<Destination>] {
-        &self.destinations
+    /// Each destination's queue depth, in configuration order.
+    pub fn queue_depths(&self) -> Vec<QueueDepth> {
+        self.destinations.iter().map(|d| d.queue.depth()).collect()
     }
 
     /// Queues one accepted request for every destination. Returns only when
     /// it is queued (for disk queues: in the log, synced per policy); an
     /// error means nothing should be acknowledged or counted.
-    pub async fn submit(&self, view: &View, body: Bytes, spans: u64) -> Result<(), IngestError> {
-        let body = self.prepare.apply(view, body);
+    ///
+    /// `spans` counts the valid spans, `rejected` those validation rejected
+    /// (told to the client through `partial_success`): rejected spans are
+    /// cut out of what is queued, and a request with no valid span left
+    /// queues nothing.
+    pub async fn submit(
+        &self,
+        view: &View,
+        body: Bytes,
+        spans: u64,
+        rejected: u64,
+    ) -> Result<(), SubmitError> {
+        if spans == 0 && rejected > 0 {
+            return Ok(());
+        }
+        let body = self.prepare.apply(view, body, rejected);
         let spans32 = u32::try_from(spans).unwrap_or(u32::MAX);
         // Admission first, so a refused request leaves no copy anywhere.
         let mut targets: Vec<&Arc<Destination>> = Vec::with_capacity(self.destinations.len());
@@ -211,7 +250,7 @@ impl Forwarder {
             if d.queue.has_room(body.len()) {
                 targets.push(d);
             } else if d.on_full == OnFull::Backpressure {
-                return Err(IngestError::QueueFull {
+                return Err(SubmitError::QueueFull {
                     destination: d.name.clone(),
                     retry_after: BACKPRESSURE_RETRY_AFTER,
                 });
@@ -242,7 +281,7 @@ impl Forwarder {
                     .collect::<Vec<_>>()
             })
             .await
-            .map_err(|e| IngestError::ForwardQueue(format!("disk queue task failed: {e}")))?;
+            .map_err(SubmitError::Task)?;
             for (d, r) in results {
                 if let Err(e) = r {
                     self.push_failed(&d, e, spans)?;
@@ -252,26 +291,27 @@ impl Forwarder {
         Ok(())
     }
 
-    fn push_failed(&self, d: &Destination, e: PushError, spans: u64) -> Result<(), IngestError> {
+    fn push_failed(&self, d: &Destination, e: PushError, spans: u64) -> Result<(), SubmitError> {
         match (e, d.on_full) {
             (PushError::Full { .. }, OnFull::Drop) => {
                 d.metrics.lost("queue_full", spans, true);
                 Ok(())
             }
-            (PushError::Full { .. }, OnFull::Backpressure) => Err(IngestError::QueueFull {
+            (PushError::Full { .. }, OnFull::Backpressure) => Err(SubmitError::QueueFull {
                 destination: d.name.clone(),
                 retry_after: BACKPRESSURE_RETRY_AFTER,
             }),
-            (PushError::TooLarge { len, max }, _) => Err(IngestError::ForwardQueue(format!(
-                "a request of {len} bytes can never fit in the queue of destination {:?} (queue.max_bytes {max})",
-                d.name
-            ))),
-            (PushError::Io(m), _) => {
-                tracing::error!(destination = %d.name, error = %m, "forward: cannot write to the disk queue; refusing exports until it works");
-                Err(IngestError::ForwardQueue(format!(
-                    "the disk queue of destination {:?} cannot be written",
-                    d.name
-                )))
+            (PushError::TooLarge { len, max }, _) => Err(SubmitError::TooLarge {
+                destination: d.name.clone(),
+                len,
+                max,
+            }),
+            (PushError::Io(source), _) => {
+                tracing::error!(destination = %d.name, error = %source, "forward: cannot write to the disk queue; refusing exports until it works");
+                Err(SubmitError::Io {
+                    destination: d.name.clone(),
+                    source,
+                })
             }
         }
     }

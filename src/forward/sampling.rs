@@ -3,8 +3,10 @@
 //! The decision needs the whole trace (did anything fail, how long did the
 //! root take, what did it cost), which only the aggregator knows, when the
 //! trace's root arrives or the assembly buffer gives up waiting. So the
-//! aggregator calls [`Sampler::decide`], and each destination's sender asks
-//! [`Sampler::lookup`] for the traces of the request it is about to send.
+//! aggregator publishes each finished trace's summary through
+//! [`TraceSubscriber`] (defined on its side), the sampler subscribes and
+//! decides, and each destination's sender asks [`Sampler::lookup`] for the
+//! traces of the request it is about to send.
 //!
 //! Queued requests keep their spans on disk or in memory until then: a span
 //! waits at most `decision_wait` for its trace's decision, after which it is
@@ -13,6 +15,7 @@
 //! they are recorded from every span before anything is queued.
 
 use super::config::SamplingConfig;
+use crate::aggregate::finished::{TraceSubscriber, TraceSummary};
 use crate::export::names::SAMPLING_DECISIONS;
 use crate::export::Registry;
 use crate::normalize::TraceId;
@@ -21,17 +24,6 @@ use metrics::Counter;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
-
-/// What the aggregator knows about a finished trace.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceSummary {
-    /// Some span of the trace ended with an error.
-    pub error: bool,
-    /// The root's duration.
-    pub duration_s: f64,
-    /// Sum of the trace's priced LLM calls (None when a model is unpriced).
-    pub cost_usd: Option<f64>,
-}
 
 /// Why a trace was kept or dropped (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +150,7 @@ impl Sampler {
         }
         t.keep.insert(trace, keep);
         t.order.push_back(trace);
-        while t.order.len() > self.cfg.max_decisions {
+        while t.order.len() > self.cfg.max_decisions.get() {
             if let Some(old) = t.order.pop_front() {
                 t.keep.remove(&old);
             }
@@ -181,6 +173,7 @@ impl Sampler {
         self.table.lock().keep.get(trace).copied()
     }
 
+    #[cfg(test)]
     pub fn decisions_held(&self) -> usize {
         self.table.lock().keep.len()
     }
@@ -188,6 +181,13 @@ impl Sampler {
 
 /// Deterministic in the trace id (W3C trace ids are random), so every
 /// chainpulse replica and every destination agrees on the same traces.
+/// The aggregator's finished traces become decisions.
+impl TraceSubscriber for Sampler {
+    fn trace_finished(&self, trace: TraceId, summary: &TraceSummary) {
+        self.decide(trace, summary);
+    }
+}
+
 fn by_probability(trace: &TraceId, p: f64) -> bool {
     if p >= 1.0 {
         return true;
@@ -214,7 +214,7 @@ mod tests {
             costlier_than_usd: 0.05,
             probability: 0.0,
             decision_wait_ms: 0,
-            max_decisions: 3,
+            max_decisions: std::num::NonZeroUsize::new(3).expect("non-zero"),
         }
     }
 

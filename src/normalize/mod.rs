@@ -108,8 +108,9 @@ pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
     runs
 }
 
-/// One span to one run. `None` only for ids of the wrong length, which
-/// `receive::validate` already rejects.
+/// One span to one run. `None` for a span whose ids make it invalid
+/// ([`crate::otlp::id_problem`], the rule `receive::validate` rejects by):
+/// a span the client was told was rejected is never counted.
 pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Option<ChainRun> {
     let scope = ScopeCtx {
         openlit: scope_openlit,
@@ -120,6 +121,9 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
 
 /// [`normalize_span`] with everything known about the span's scope.
 pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Option<ChainRun> {
+    if crate::otlp::id_problem(&span.trace_id, &span.span_id, &span.parent_span_id).is_some() {
+        return None;
+    }
     let trace_id: TraceId = span.trace_id[..].try_into().ok()?;
     let span_id: SpanId = span.span_id[..].try_into().ok()?;
     let parent_span_id: Option<SpanId> = match span.parent_span_id.len() {

@@ -102,7 +102,7 @@ impl IngestError {
             // OTel SDKs retry RESOURCE_EXHAUSTED only when it carries a
             // RetryInfo, which also tells them how long to wait.
             IngestError::QueueFull { retry_after, .. } => {
-                let details = crate::forward::retry::retry_info_details(
+                let details = crate::otlp::status::retry_info_details(
                     tonic::Code::ResourceExhausted,
                     &msg,
                     *retry_after,

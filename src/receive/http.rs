@@ -36,7 +36,7 @@ const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
 /// `google.rpc.Status`, the OTLP/HTTP error body.
-pub use crate::forward::retry::RpcStatus;
+pub use crate::otlp::status::RpcStatus;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {

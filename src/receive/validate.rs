@@ -5,7 +5,9 @@
 //!   breaks this is refused whole, as a full protobuf decoder would refuse
 //!   it, and the error names where the bad bytes are.
 //! * Ids of the wrong length (or all zero) make a *span* invalid, not the
-//!   request: such spans are rejected through OTLP `partial_success`.
+//!   request: such spans are rejected through OTLP `partial_success`, and
+//!   (by the same rule, [`crate::otlp::id_problem`]) neither counted nor
+//!   forwarded.
 
 use super::IngestError;
 use crate::otlp_view::{any_value::Value, AnyValue, ExportTraceServiceRequest, KeyValue, Span};
@@ -22,18 +24,12 @@ pub struct SpanVerdict {
     pub message: String,
 }
 
-/// Why a span is unusable, if it is.
+/// Why a span is unusable, if it is: the one rule of [`crate::otlp::id_problem`],
+/// which normalization and forwarding apply too, so a span rejected here is
+/// never counted nor forwarded.
 pub fn span_problem(span: &Span) -> Option<&'static str> {
-    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
-        return Some("invalid_trace_id");
-    }
-    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
-        return Some("invalid_span_id");
-    }
-    if !(span.parent_span_id.is_empty() || span.parent_span_id.len() == 8) {
-        return Some("invalid_parent_span_id");
-    }
-    None
+    crate::otlp::id_problem(&span.trace_id, &span.span_id, &span.parent_span_id)
+        .map(crate::otlp::IdProblem::as_str)
 }
 
 pub fn validate(req: &ExportTraceServiceRequest) -> Result<SpanVerdict, IngestError> {

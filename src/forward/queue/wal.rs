@@ -15,7 +15,7 @@
 //!   (write `ack.tmp`, fsync it, rename over `ack`, fsync the directory).
 //!   A leftover `ack.tmp` from a crash is deleted on open.
 //!
-//! Segment file = 8-byte header `b"CPWALv01"` (magic + format version, so a
+//! Segment file = 8-byte header `b"CPWALv02"` (magic + format version, so a
 //! future format is refused instead of being "repaired") followed by records:
 //!
 //! ```text
@@ -25,11 +25,14 @@
 //! ```
 //!
 //! `crc` is CRC-32 (IEEE, `crc32fast`) over the 8 timestamp bytes followed by
-//! the payload. **Format change vs. the plain `len|crc|payload` framing:** a
-//! `u64` unix-millis append timestamp was added to the header (for
-//! [`Wal::oldest_unacked_age`]) and is covered by the CRC, so a damaged
-//! timestamp is detected like a damaged payload. A zero-filled tail (common
-//! after a crash on some filesystems) fails the CRC and is treated as torn.
+//! the payload. The timestamp is *the* time of the record: when it was
+//! queued, returned with it by [`Wal::peek_records_from`] (the queue keeps no
+//! second one in its payload — that was format `v01`, which is refused) and
+//! used for [`Wal::oldest_unacked_age`]. It is covered by the CRC, so a
+//! damaged timestamp is detected like a damaged payload. A zero-filled tail
+//! (common after a crash on some filesystems) fails the CRC and is treated
+//! as torn. [`Frame`] is the one codec of this layout: appends, the recovery
+//! scan and reads all go through it.
 //!
 //! The `ack` file is 20 bytes: `b"CPWALACK"`, `next_unacked u64LE` (first id
 //! *not* acknowledged), CRC-32 of the preceding 16 bytes. If it is unreadable
@@ -37,13 +40,17 @@
 //!
 //! # Guarantees
 //!
-//! * **Appends**: [`Wal::append`] returns only after the record is written to
-//!   the file (one positioned write of header+payload). With
-//!   [`FsyncPolicy::Always`] it is also `fdatasync`ed, i.e. durable against
-//!   power loss when `append` returns. With `EveryN`/`Interval` a power loss
-//!   can lose records appended since the last sync (a process crash cannot:
-//!   the data is already in the kernel page cache). `Never` leaves flushing to
-//!   the OS.
+//! * **Appends**: [`Wal::append_parts_at`] returns only after the record is
+//!   written to the file (one positioned write of header+payload), so a
+//!   process crash cannot lose it (the data is in the kernel page cache).
+//!   Durability against power loss is the caller's: production opens the WAL
+//!   with [`FsyncPolicy::Never`] and the disk queue (`queue/disk.rs`) runs a group
+//!   commit — after its append, an exporter takes the sync gate and, unless
+//!   another exporter's `fdatasync` already covered its record, syncs the
+//!   file handle from [`Wal::sync_handle`] *outside* the WAL lock, covering
+//!   every record appended before it began; with `fsync = "interval"` a timer
+//!   calls [`Wal::sync`] instead. [`FsyncPolicy::Always`] (sync inside every
+//!   append) is the simple reference the tests use.
 //! * **Segment ordering**: the active segment is fsynced before the next one is
 //!   created (whatever the policy), and a new segment is fsynced together with
 //!   its directory entry before any record goes into it. So after power loss
@@ -89,11 +96,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-const SEG_MAGIC: [u8; 8] = *b"CPWALv01";
+const SEG_MAGIC: [u8; 8] = *b"CPWALv02";
 const SEG_MAGIC_FAMILY: &[u8] = b"CPWALv";
 const SEG_HEADER_LEN: u64 = 8;
 const REC_HEADER_LEN: u64 = 16;
@@ -113,17 +120,17 @@ impl fmt::Display for RecordId {
     }
 }
 
-/// When appended data is flushed to stable storage.
+/// When appended data is flushed to stable storage by the WAL itself.
+///
+/// Production uses `Never`: the disk queue (`queue/disk.rs`) drives syncing
+/// itself — group commit for `fsync = "always"` (one `fdatasync`, outside
+/// the WAL lock, covers every append made before it started), a timer for
+/// `fsync = "interval"`. `Always` is the simple reference the tests use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsyncPolicy {
     /// `fdatasync` before every `append` returns: acknowledged == durable.
     Always,
-    /// `fdatasync` after every `n` appends (and on [`Wal::sync`]). `n >= 1`.
-    EveryN(u32),
-    /// `fdatasync` on the first append after the interval elapsed; the caller
-    /// should also call [`Wal::sync`] on a timer of the same period.
-    Interval(Duration),
-    /// Only on [`Wal::sync`], segment rotation and drop.
+    /// Only on [`Wal::sync`] / [`Wal::sync_handle`], segment rotation and drop.
     Never,
 }
 
@@ -229,11 +236,59 @@ pub(crate) fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
-fn record_crc(ts: u64, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&ts.to_le_bytes());
-    h.update(payload);
-    h.finalize()
+/// A record's frame header, `len u32LE | crc u32LE | unix_ms u64LE`: the one
+/// codec of the record layout (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Frame {
+    len: u64,
+    crc: u32,
+    unix_ms: u64,
+}
+
+impl Frame {
+    /// The frame of a payload made of `parts`, appended to `buf` (header,
+    /// then the parts).
+    fn encode(buf: &mut Vec<u8>, unix_ms: u64, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&unix_ms.to_le_bytes());
+        for p in parts {
+            crc.update(p);
+        }
+        buf.extend_from_slice(&(len as u32).to_le_bytes());
+        buf.extend_from_slice(&crc.finalize().to_le_bytes());
+        buf.extend_from_slice(&unix_ms.to_le_bytes());
+        for p in parts {
+            buf.extend_from_slice(p);
+        }
+    }
+
+    fn decode(h: &[u8; REC_HEADER_LEN as usize]) -> Frame {
+        let [l0, l1, l2, l3, c0, c1, c2, c3, t0, t1, t2, t3, t4, t5, t6, t7] = *h;
+        Frame {
+            len: u64::from(u32::from_le_bytes([l0, l1, l2, l3])),
+            crc: u32::from_le_bytes([c0, c1, c2, c3]),
+            unix_ms: u64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
+        }
+    }
+
+    /// `None` when the payload matches the CRC, else the computed CRC.
+    fn mismatch(&self, payload: &[u8]) -> Option<u32> {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.unix_ms.to_le_bytes());
+        h.update(payload);
+        let actual = h.finalize();
+        (actual != self.crc).then_some(actual)
+    }
+}
+
+/// One record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: RecordId,
+    /// When it was appended (unix milliseconds).
+    pub unix_ms: u64,
+    pub payload: Bytes,
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
@@ -387,9 +442,8 @@ impl Segment {
             reader
                 .read_exact(&mut hdr)
                 .map_err(|e| io_err(&self.path, e))?;
-            let len = u32::from_le_bytes(hdr[0..4].try_into().unwrap()) as u64;
-            let crc = u32::from_le_bytes(hdr[4..8].try_into().unwrap());
-            let ts = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+            let frame = Frame::decode(&hdr);
+            let len = frame.len;
             if len > remaining - REC_HEADER_LEN {
                 return Ok(Some((
                     pos,
@@ -403,11 +457,13 @@ impl Segment {
             reader
                 .read_exact(&mut payload)
                 .map_err(|e| io_err(&self.path, e))?;
-            let actual = record_crc(ts, &payload);
-            if actual != crc {
+            if let Some(actual) = frame.mismatch(&payload) {
                 return Ok(Some((
                     pos,
-                    format!("crc mismatch: stored {crc:#010x}, computed {actual:#010x}"),
+                    format!(
+                        "crc mismatch: stored {:#010x}, computed {actual:#010x}",
+                        frame.crc
+                    ),
                 )));
             }
             self.offsets.push(pos);
@@ -431,7 +487,6 @@ pub struct Wal {
     ack_persisted: u64,
     used_bytes: u64,
     unsynced: u64,
-    last_sync: Instant,
     oldest_ts: Option<u64>,
     buf: Vec<u8>,
     poisoned: bool,
@@ -466,9 +521,6 @@ impl Wal {
                 "max_bytes {} is below segment_bytes {}",
                 cfg.max_bytes, cfg.segment_bytes
             )));
-        }
-        if cfg.fsync == FsyncPolicy::EveryN(0) {
-            return Err(WalError::InvalidConfig("FsyncPolicy::EveryN(0)".into()));
         }
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         match fs::remove_file(dir.join(ACK_TMP)) {
@@ -535,7 +587,6 @@ impl Wal {
             ack_persisted: ack_next,
             used_bytes: 0,
             unsynced: 0,
-            last_sync: Instant::now(),
             oldest_ts: None,
             buf: Vec::new(),
             poisoned: false,
@@ -563,6 +614,7 @@ impl Wal {
         Ok((wal, recovery))
     }
 
+    #[cfg(test)]
     /// Appends one record; see the module docs for what "returned" guarantees
     /// under each [`FsyncPolicy`].
     pub fn append(&mut self, payload: &[u8]) -> Result<RecordId, WalError> {
@@ -571,7 +623,14 @@ impl Wal {
 
     /// [`Wal::append`] of the concatenation of `parts`, without the caller
     /// having to concatenate them first.
+    #[cfg(test)]
     pub fn append_parts(&mut self, parts: &[&[u8]]) -> Result<RecordId, WalError> {
+        self.append_parts_at(now_millis(), parts)
+    }
+
+    /// [`Wal::append_parts`] with the record's time given (`unix_ms`, the
+    /// one timestamp the record carries).
+    pub fn append_parts_at(&mut self, unix_ms: u64, parts: &[&[u8]]) -> Result<RecordId, WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
@@ -605,20 +664,9 @@ impl Wal {
             self.rotate()?;
         }
 
-        let ts = now_millis();
+        let ts = unix_ms;
         self.buf.clear();
-        self.buf
-            .extend_from_slice(&(payload_len as u32).to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&ts.to_le_bytes());
-        for p in parts {
-            crc.update(p);
-        }
-        self.buf.extend_from_slice(&crc.finalize().to_le_bytes());
-        self.buf.extend_from_slice(&ts.to_le_bytes());
-        for p in parts {
-            self.buf.extend_from_slice(p);
-        }
+        Frame::encode(&mut self.buf, ts, parts);
 
         let seg = self.segments.back_mut().expect("active segment");
         let start = seg.len;
@@ -639,13 +687,7 @@ impl Wal {
             self.oldest_ts = Some(ts);
         }
         self.unsynced += 1;
-        let sync_now = match self.cfg.fsync {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::EveryN(n) => self.unsynced >= u64::from(n),
-            FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
-            FsyncPolicy::Never => false,
-        };
-        if sync_now {
+        if self.cfg.fsync == FsyncPolicy::Always {
             self.sync_active()?;
         }
         Ok(RecordId(id))
@@ -672,8 +714,8 @@ impl Wal {
         false
     }
 
-    /// Flushes appended records to stable storage (for `EveryN`/`Interval`/
-    /// `Never`; a no-op when nothing is pending).
+    /// Flushes appended records to stable storage (a no-op when nothing is
+    /// pending).
     pub fn sync(&mut self) -> Result<(), WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
@@ -684,6 +726,7 @@ impl Wal {
         self.sync_active()
     }
 
+    #[cfg(test)]
     /// Up to `max_records` records, from the oldest unacknowledged one, whose
     /// payloads total at most `max_bytes` — except that the first record is
     /// always returned even if it alone is larger (so delivery cannot stall).
@@ -699,12 +742,27 @@ impl Wal {
     /// [`Wal::peek_batch`] starting at `from` (or the oldest unacknowledged
     /// record, whichever is later): reads ahead without acknowledging, e.g.
     /// to scan the whole queue on start-up.
+    #[cfg(test)]
     pub fn peek_batch_from(
         &self,
         from: RecordId,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<(RecordId, Bytes)>, WalError> {
+        Ok(self
+            .peek_records_from(from, max_records, max_bytes)?
+            .into_iter()
+            .map(|r| (r.id, r.payload))
+            .collect())
+    }
+
+    /// [`Wal::peek_batch_from`] with each record's timestamp.
+    pub fn peek_records_from(
+        &self,
+        from: RecordId,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, WalError> {
         let mut out = Vec::new();
         let Some((mut si, mut ri)) = self.locate(from.0.max(self.ack_next)) else {
             return Ok(out);
@@ -735,10 +793,10 @@ impl Wal {
                 for k in ri..rj {
                     let (s, e) = seg.span(k);
                     let off = (s - start) as usize;
-                    let hdr = &buf[off..off + REC_HEADER_LEN as usize];
-                    let len = u32::from_le_bytes(hdr[0..4].try_into().unwrap()) as u64;
-                    let crc = u32::from_le_bytes(hdr[4..8].try_into().unwrap());
-                    let ts = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+                    let mut hdr = [0u8; REC_HEADER_LEN as usize];
+                    hdr.copy_from_slice(&buf[off..off + REC_HEADER_LEN as usize]);
+                    let frame = Frame::decode(&hdr);
+                    let len = frame.len;
                     let id = RecordId(seg.first_id + k as u64);
                     let corrupt = |reason: String| WalError::CorruptRecord {
                         id,
@@ -753,10 +811,14 @@ impl Wal {
                         )));
                     }
                     let payload = buf.slice(off + REC_HEADER_LEN as usize..(e - start) as usize);
-                    if record_crc(ts, &payload) != crc {
+                    if frame.mismatch(&payload).is_some() {
                         return Err(corrupt("crc mismatch on read".into()));
                     }
-                    out.push((id, payload));
+                    out.push(Record {
+                        id,
+                        unix_ms: frame.unix_ms,
+                        payload,
+                    });
                 }
             }
             si += 1;
@@ -765,6 +827,7 @@ impl Wal {
         Ok(out)
     }
 
+    #[cfg(test)]
     /// Marks every record with id `<= upto` delivered. The position is durable
     /// when this returns; segments whose records are all acked are deleted.
     /// Acking an already-acked id is a no-op.
@@ -845,10 +908,6 @@ impl Wal {
         RecordId(self.next_id)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn active(&self) -> &Segment {
         self.segments.back().expect("active segment")
     }
@@ -866,7 +925,6 @@ impl Wal {
             return Err(io_err(&seg.path, e));
         }
         self.unsynced = 0;
-        self.last_sync = Instant::now();
         Ok(())
     }
 
@@ -1406,12 +1464,7 @@ mod tests {
 
     #[test]
     fn fsync_policies_and_config_validation() {
-        for p in [
-            FsyncPolicy::Always,
-            FsyncPolicy::EveryN(3),
-            FsyncPolicy::Interval(Duration::from_millis(1)),
-            FsyncPolicy::Never,
-        ] {
+        for p in [FsyncPolicy::Always, FsyncPolicy::Never] {
             let tmp = tempfile::tempdir().unwrap();
             let (mut wal, _) = open(tmp.path(), cfg(512, 1 << 20, p));
             for i in 0..10 {
@@ -1424,10 +1477,6 @@ mod tests {
             assert_eq!(all(&wal).len(), 10);
         }
         let tmp = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            Wal::open(tmp.path(), cfg(512, 1 << 20, FsyncPolicy::EveryN(0))),
-            Err(WalError::InvalidConfig(_))
-        ));
         assert!(matches!(
             Wal::open(tmp.path(), cfg(4, 1 << 20, FsyncPolicy::Never)),
             Err(WalError::InvalidConfig(_))

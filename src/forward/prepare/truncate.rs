@@ -24,15 +24,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TruncateConfig {
-    /// Longest string value kept intact, in bytes. Default 16 KiB; 0 disables.
+    /// Longest string value kept intact, in bytes. Default 128 KiB
+    /// ([`DEFAULT_MAX_ATTRIBUTE_BYTES`]); 0 disables.
     pub max_attribute_bytes: usize,
     /// Appended to cut values; `{n}` becomes the number of bytes cut.
     /// Default `"…[truncated {n} bytes]"`.
     pub marker: String,
 }
 
-/// Default for [`TruncateConfig::max_attribute_bytes`].
-pub const DEFAULT_MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
+/// Default for [`TruncateConfig::max_attribute_bytes`], the one place it is
+/// decided: 128 KiB lets a RAG prompt of tens of KiB through whole, while a
+/// runaway 10 MiB tool output cannot sink a batch against a 4 MiB gRPC limit.
+pub const DEFAULT_MAX_ATTRIBUTE_BYTES: usize = 128 * 1024;
 /// Default for [`TruncateConfig::marker`].
 pub const DEFAULT_MARKER: &str = "…[truncated {n} bytes]";
 
@@ -134,7 +137,7 @@ mod tests {
         })
     }
 
-    use crate::forward::test_values::{kv, sv};
+    use crate::forward::prepare::test_values::{kv, sv};
 
     fn string_of(v: &AnyValue) -> &str {
         match &v.value {
@@ -146,7 +149,7 @@ mod tests {
     #[test]
     fn defaults_and_serde() {
         let c: TruncateConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!(c.max_attribute_bytes, 16 * 1024);
+        assert_eq!(c.max_attribute_bytes, 128 * 1024);
         assert_eq!(c.marker, "…[truncated {n} bytes]");
         assert!(serde_json::from_str::<TruncateConfig>(r#"{"max_bytes": 1}"#).is_err());
     }

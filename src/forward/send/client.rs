@@ -8,9 +8,9 @@
 //! resolved from `${env:…}` / `${file:…}` once, marked sensitive (so `Debug`
 //! of a request prints `Sensitive`), and never logged.
 
-use super::config::{Compression, ExportProtocol, Resolved};
 use super::retry::{self, Failure, TransportErrorKind};
 use super::secret::{self, Secret};
+use crate::forward::config::{Compression, ExportProtocol, Resolved};
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
@@ -27,6 +27,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum BuildError {
     #[error("forward destination {name:?}: {message}")]
     Invalid { name: String, message: String },
+    #[error("forward destination {name:?}: cannot read tls.{what} {path}")]
+    ReadFile {
+        name: String,
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the upstream said to a successful call.
@@ -61,10 +69,16 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn read_file(path: &std::path::Path, what: &str, name: &str) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(path).map_err(|e| BuildError::Invalid {
+fn read_file(
+    path: &std::path::Path,
+    what: &'static str,
+    name: &str,
+) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::ReadFile {
         name: name.to_owned(),
-        message: format!("cannot read tls.{what} {}: {e}", path.display()),
+        what,
+        path: path.display().to_string(),
+        source,
     })
 }
 
@@ -233,7 +247,7 @@ impl Client {
                     gzip_parts(&parts)
                         .map_err(|_| retry::transport_failure(TransportErrorKind::Io))?
                 } else {
-                    super::destination::concat(parts.0.iter())
+                    super::concat(parts.0.iter())
                 };
                 let resp = req
                     .body(payload)
@@ -311,10 +325,6 @@ pub struct Parts(pub Vec<Bytes>);
 impl Parts {
     pub fn len(&self) -> usize {
         self.0.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(Bytes::is_empty)
     }
 }
 

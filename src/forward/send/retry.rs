@@ -32,6 +32,9 @@
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
 
+#[cfg(test)]
+use crate::otlp::status::{ProtoAny, ProtoDuration};
+use crate::otlp::status::{RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 use prost::Message;
 use tonic::Code;
 
@@ -47,6 +50,7 @@ pub enum Failure {
     Permanent { reason: String },
 }
 
+#[cfg(test)]
 impl Failure {
     /// The low-cardinality label for metrics, e.g. `"grpc_unavailable"`.
     pub fn reason(&self) -> &str {
@@ -204,80 +208,6 @@ fn transport_cause(status: &tonic::Status) -> Option<TransportErrorKind> {
     wrapped_transport_error.then_some(TransportErrorKind::Io)
 }
 
-/// `grpc-status-details-bin` for a retryable refusal: a `google.rpc.Status`
-/// carrying a `RetryInfo` (what OTel SDKs need to retry RESOURCE_EXHAUSTED).
-pub fn retry_info_details(code: Code, message: &str, delay: Duration) -> Vec<u8> {
-    let retry = RetryInfo {
-        retry_delay: Some(ProtoDuration {
-            seconds: delay.as_secs() as i64,
-            nanos: delay.subsec_nanos() as i32,
-        }),
-    };
-    RpcStatus {
-        code: code as i32,
-        message: message.to_owned(),
-        details: vec![ProtoAny {
-            type_url: format!("type.googleapis.com/{RETRY_INFO_TYPE}"),
-            value: retry.encode_to_vec(),
-        }],
-    }
-    .encode_to_vec()
-}
-
-/// `google.rpc.Status`, the payload of `grpc-status-details-bin` and of
-/// OTLP/HTTP error bodies.
-#[derive(Clone, PartialEq, Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoAny {
-    #[prost(string, tag = "1")]
-    pub type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, Message)]
-pub struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-impl ProtoDuration {
-    /// `None` for negative or malformed durations, which a well-behaved
-    /// server never sends and which we must not turn into a panic.
-    pub fn to_duration(&self) -> Option<Duration> {
-        let secs = u64::try_from(self.seconds).ok()?;
-        let nanos = u32::try_from(self.nanos).ok()?;
-        if nanos >= 1_000_000_000 {
-            return None;
-        }
-        Some(Duration::new(secs, nanos))
-    }
-}
-
-/// The type name part of an `Any` type URL; the host part is conventionally
-/// `type.googleapis.com` but the protobuf spec lets it vary.
-const RETRY_INFO_TYPE: &str = "google.rpc.RetryInfo";
-
 /// Extracts RetryInfo.retry_delay from a tonic Status's details, if present and valid.
 pub fn grpc_retry_delay(status: &tonic::Status) -> Option<Duration> {
     let details = status.details();
@@ -327,6 +257,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// Longest excerpt of a server's message that goes into a log line.
 const MAX_MESSAGE_CHARS: usize = 200;
 
+#[cfg(test)]
 /// A short, human-readable message for logs about a failed gRPC export,
 /// e.g. `UNAVAILABLE: connection refused`.
 pub fn grpc_error_message(status: &tonic::Status) -> String {
@@ -421,7 +352,7 @@ fn sanitize(text: &str) -> String {
     out
 }
 
-/// Exponential backoff with full jitter, capped; a server hint overrides the computed delay
+/// Exponential backoff with equal jitter, capped; a server hint overrides the computed delay
 /// (but is itself capped at `max_hint`, so a hostile upstream cannot park us for a day).
 ///
 /// The jitter is "equal jitter" (random in the upper half of the computed

@@ -12,21 +12,25 @@
 //! A permanent failure of a multi-request batch is retried one request at a
 //! time, so one bad request cannot take its neighbours down with it.
 
-use super::client::{Client, Parts};
-use super::config::{BatchConfig, OnFull, Resolved, RetryConfig};
-use super::queue::{Entry, Queue};
-use super::retry::{Backoff, Failure};
-use super::sampling::Sampler;
-use super::wal::now_millis;
+pub(crate) mod client;
+pub(crate) mod retry;
+pub(crate) mod secret;
+
 use crate::export::names::*;
 use crate::export::Registry;
+use crate::forward::config::{BatchConfig, OnFull, Resolved, RetryConfig};
+use crate::forward::queue::wal::now_millis;
+use crate::forward::queue::{Entry, Queue, QueueError};
+use crate::forward::sampling::Sampler;
 use crate::otlp_view::TraceIdsRequest;
 use bytes::{Bytes, BytesMut};
+use client::{Client, Parts};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::Mutex;
 use prost::Message;
 use rand::SeedableRng;
+use retry::{Backoff, Failure};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,7 +162,7 @@ pub struct Sender {
 
 pub fn backoff_from(r: &RetryConfig) -> Backoff {
     Backoff {
-        initial: Duration::from_millis(r.initial_backoff_ms),
+        initial: Duration::from_millis(r.initial_backoff_ms.get()),
         max: Duration::from_millis(r.max_backoff_ms),
         max_hint: Duration::from_millis(r.max_server_delay_ms),
         ..Backoff::default()
@@ -360,20 +364,24 @@ impl Sender {
     }
 
     /// Queued records after id `after`, up to a batch's worth.
-    async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, String> {
+    async fn peek_after(&self, after: u64) -> Result<Vec<Entry>, QueueError> {
         let max_bytes = self.batch.max_bytes;
-        let records = self.batch.max_spans.min(4096);
-        self.dest
+        let records = self.batch.max_spans.get().min(4096);
+        Ok(self
+            .dest
             .queue
             .run(move |q| q.peek_after(after, records, max_bytes))
-            .await?
-            .map_err(|e| e.to_string())
+            .await??)
     }
 
     /// The loop refreshes the gauges right after.
     async fn ack(&self, upto: u64, spans: u64) {
-        let r = self.dest.queue.run(move |q| q.ack(upto, spans)).await;
-        if let Err(e) = r.and_then(|r| r.map_err(|e| e.to_string())) {
+        let r: Result<(), QueueError> = match self.dest.queue.run(move |q| q.ack(upto, spans)).await
+        {
+            Ok(r) => r.map_err(QueueError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = r {
             // Not acking means redelivery (a duplicate), never a loss.
             tracing::error!(destination = %self.dest.name, error = %e, "forward: cannot record a delivery in the queue; it will be sent again");
         }
@@ -421,7 +429,7 @@ impl Sender {
                             now_millis().saturating_sub(entries[0].enqueued_ms),
                         );
                         if deadline.is_none()
-                            && (spans as usize) < self.batch.max_spans
+                            && (spans as usize) < self.batch.max_spans.get()
                             && bytes < self.batch.max_bytes
                             && age < flush
                         {
@@ -466,7 +474,7 @@ impl Sender {
         let mut take = 0usize;
         let mut spans = 0u64;
         for e in entries {
-            if take > 0 && spans + u64::from(e.spans) > self.batch.max_spans as u64 {
+            if take > 0 && spans + u64::from(e.spans) > self.batch.max_spans.get() as u64 {
                 break;
             }
             spans += u64::from(e.spans);
@@ -649,7 +657,7 @@ mod tests {
     #[test]
     fn sampling_filters_by_trace() {
         let reg = Registry::new();
-        let cfg = super::super::config::SamplingConfig {
+        let cfg = crate::forward::config::SamplingConfig {
             enabled: true,
             ..Default::default()
         };

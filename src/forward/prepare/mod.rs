@@ -1,22 +1,56 @@
-//! What happens to a request between "counted" and "queued": redaction,
-//! `drop_io`, truncation — once, for every destination, before anything is
-//! written to a disk queue (so secrets never reach the disk either).
+//! What happens to a request between "counted" and "queued": dropping the
+//! spans validation rejected, redaction, `drop_io`, truncation — once, for
+//! every destination, before anything is written to a disk queue (so secrets
+//! never reach the disk either).
 //!
-//! The common case costs nothing: without redaction, the already-decoded
-//! zero-copy view tells whether any value is over the truncation limit, and
-//! when none is the received bytes are queued as they are. Only a request
-//! that must change is decoded in full, rewritten and re-encoded.
+//! The common case costs nothing: without redaction and rejected spans, the
+//! already-decoded zero-copy view tells whether any value is over the
+//! truncation limit, and when none is the received bytes are queued as they
+//! are. Only a request that must change is decoded in full, rewritten and
+//! re-encoded.
+//!
+//! Rejected spans: the client was told (`partial_success`) that they were
+//! rejected, and they are not counted, so they must not reach an upstream
+//! either. The received bytes hold them, so a request with rejected spans is
+//! re-encoded without them (by the rule of [`crate::otlp::id_problem`], the
+//! one validation uses), together with any scope or resource left empty.
+//! Such requests are rare (a broken SDK), so the re-encoding costs nothing
+//! in the common case.
 
-use super::redact::Redactor;
-use super::truncate::Truncator;
+pub(crate) mod redact;
+pub(crate) mod truncate;
+
+/// OTLP attribute builders shared by the redaction and truncation tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+    pub fn sv(s: &str) -> AnyValue {
+        AnyValue {
+            value: Some(any_value::Value::StringValue(s.to_owned())),
+        }
+    }
+
+    pub fn kv(k: &str, v: AnyValue) -> KeyValue {
+        KeyValue {
+            key: k.to_owned(),
+            value: Some(v),
+            ..Default::default()
+        }
+    }
+}
+
 use super::ForwardError;
 use crate::export::names::{FORWARD_REDACTIONS, FORWARD_TRUNCATIONS};
 use crate::export::Registry;
+use crate::otlp::id_problem;
 use crate::otlp_view::{any_value, AnyValue, ExportTraceServiceRequest as View, KeyValue};
 use bytes::Bytes;
 use metrics::Counter;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use redact::Redactor;
+use truncate::Truncator;
 
 pub struct Prepare {
     redactor: Option<Redactor>,
@@ -45,7 +79,7 @@ impl Prepare {
             .as_ref()
             .map(Redactor::new)
             .transpose()
-            .map_err(|e| ForwardError::Config(format!("forward.redact: {e}")))?;
+            .map_err(ForwardError::Redact)?;
         Ok(Prepare {
             redactor,
             truncator: Truncator::new(&cfg.truncate),
@@ -55,10 +89,11 @@ impl Prepare {
         })
     }
 
-    /// The bytes to queue for `body` (whose decoded view is `view`).
-    pub fn apply(&self, view: &View, body: Bytes) -> Bytes {
+    /// The bytes to queue for `body` (whose decoded view is `view`), of
+    /// which `rejected` spans were rejected by validation.
+    pub fn apply(&self, view: &View, body: Bytes, rejected: u64) -> Bytes {
         let truncate = self.max_value > 0 && any_longer(view, self.max_value);
-        if self.redactor.is_none() && !truncate {
+        if self.redactor.is_none() && !truncate && rejected == 0 {
             return body;
         }
         let mut full = match ExportTraceServiceRequest::decode(body.clone()) {
@@ -71,6 +106,9 @@ impl Prepare {
             }
         };
         let mut changed = 0;
+        if rejected > 0 {
+            changed += drop_rejected(&mut full);
+        }
         if let Some(r) = &self.redactor {
             let stats = r.redact_request(&mut full);
             self.redactions
@@ -87,6 +125,23 @@ impl Prepare {
         }
         Bytes::from(full.encode_to_vec())
     }
+}
+
+/// Removes the spans whose ids make them invalid, and the scopes and
+/// resources left without spans; returns how many spans went.
+fn drop_rejected(req: &mut ExportTraceServiceRequest) -> usize {
+    let mut n = 0;
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            let before = ss.spans.len();
+            ss.spans
+                .retain(|s| id_problem(&s.trace_id, &s.span_id, &s.parent_span_id).is_none());
+            n += before - ss.spans.len();
+        }
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    n
 }
 
 fn any_longer(view: &View, max: usize) -> bool {
@@ -132,7 +187,7 @@ mod tests {
         let p = Prepare::new(&ForwardConfig::default(), &reg).expect("builds");
         let body = fixture("langchain-openinference.pb");
         let view = View::decode(body.clone()).expect("decodes");
-        let out = p.apply(&view, body.clone());
+        let out = p.apply(&view, body.clone(), 0);
         assert_eq!(out.as_ptr(), body.as_ptr(), "no copy, no re-encode");
     }
 
@@ -144,7 +199,7 @@ mod tests {
         let p = Prepare::new(&cfg, &reg).expect("builds");
         let body = fixture("langchain-openinference.pb");
         let view = View::decode(body.clone()).expect("decodes");
-        let out = p.apply(&view, body.clone());
+        let out = p.apply(&view, body.clone(), 0);
         assert!(out.len() < body.len());
         let back = ExportTraceServiceRequest::decode(out).expect("valid protobuf");
         let spans: usize = back

@@ -30,6 +30,7 @@ use std::io::Read;
 pub struct Secret(String);
 
 impl Secret {
+    #[cfg(test)]
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -40,6 +41,7 @@ impl Secret {
         &self.0
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -88,6 +90,7 @@ pub fn resolve(
     Ok(Secret(out))
 }
 
+#[cfg(test)]
 /// True when `template` contains at least one reference (so a literal key in a config file can be warned about).
 ///
 /// A malformed reference (e.g. unterminated) counts: it was meant as one,

@@ -393,6 +393,7 @@ impl Redactor {
         })
     }
 
+    #[cfg(test)]
     /// Redacts one string. Returns `None` when nothing was found.
     pub fn redact_str(&self, text: &str) -> Option<String> {
         let mut stats = RedactStats::default();
@@ -671,6 +672,7 @@ fn luhn_digit(i_from_right: usize, d: u32) -> u32 {
     }
 }
 
+#[cfg(test)]
 /// Luhn checksum.
 pub fn luhn(digits: &[u32]) -> bool {
     let sum: u32 = digits
@@ -981,7 +983,7 @@ mod tests {
         assert!(!m.matches("llm.input_messages"));
     }
 
-    use crate::forward::test_values::{kv, sv};
+    use crate::forward::prepare::test_values::{kv, sv};
     fn s_of(v: &Option<AnyValue>) -> &str {
         match &v.as_ref().unwrap().value {
             Some(any_value::Value::StringValue(s)) => s,
@@ -1255,7 +1257,7 @@ mod tests {
 
     #[test]
     fn fixture_truncation_at_64_bytes() {
-        use crate::forward::truncate::{TruncateConfig, Truncator};
+        use crate::forward::prepare::truncate::{TruncateConfig, Truncator};
         let mut req = load_fixture();
         let original = req.clone();
         let tr = Truncator::new(&TruncateConfig {
