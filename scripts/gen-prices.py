@@ -259,6 +259,8 @@ def generate() -> tuple[dict, list[str]]:
                 entry["names"] = [n for n in entry["names"] if n not in o.get("drop_names", [])]
                 for period in entry["prices"]:
                     period.update(o.get("set", {}))
+                if "prices" in o:
+                    entry["prices"] = [dict(p) for p in o["prices"]]
                 if o.get("drop"):
                     entry["drop"] = True
                 entry.setdefault("overridden", []).append(o["reason"])
@@ -267,6 +269,37 @@ def generate() -> tuple[dict, list[str]]:
         if not u:
             sys.exit(f"{OVERRIDES}: override for {o['provider']}/{o['model']} matches no model (stale?)")
     models = [m for m in models if m["names"]]
+
+    # Names answered without a provider hint: those of first-party providers,
+    # unless another first-party provider claims the same name and
+    # genai-prices' own provider inference (its providers' model_match rules)
+    # does not pick this one.
+    from genai_prices.data_snapshot import get_snapshot
+
+    snapshot = get_snapshot()
+    claims: dict[str, set[str]] = {}
+    for m in models:
+        if m["provider"] in FIRST_PARTY:
+            for n in m["names"]:
+                claims.setdefault(n, set()).add(m["provider"])
+    ambiguous = 0
+    for m in models:
+        if m["provider"] not in FIRST_PARTY:
+            continue
+        glob: list[str] = []
+        for n in m["names"]:
+            owners = claims[n]
+            if len(owners) > 1:
+                try:
+                    inferred = snapshot.find_provider(n, None, None).id
+                except LookupError:
+                    inferred = None
+                if inferred != m["provider"]:
+                    ambiguous += 1
+                    continue
+            glob.append(n)
+        m["global"] = True if glob == m["names"] else glob
+    notes.append(f"{ambiguous} first-party names claimed by two providers, left to the provider hint")
 
     doc = {
         "source": {
