@@ -21,6 +21,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo test (unit + integration)"
 cargo test --locked
 
+step "built-in prices match the pinned genai-prices release (scripts/gen-prices.py --check)"
+python3 scripts/gen-prices.py --check
+
 export CHAINPULSE_BIN="$ROOT/target/debug/chainpulse"
 
 step "end-to-end: real LangChain app + OpenInference / OpenLLMetry / LangSmith"
