@@ -49,6 +49,18 @@ else
   for d in "$CONF"/suites/*/; do [ -d "$d" ] && suites+=("$(basename "$d")"); done
 fi
 
+# node + npm for the JavaScript suites: on the machine image; Debian's packages otherwise.
+if ! command -v npm >/dev/null 2>&1 && ls "$CONF"/suites/*/package.json >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "npm missing: installing Debian's nodejs and npm"
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get install -y -q nodejs npm >/dev/null 2>&1) || { apt-get update -q >/dev/null && apt-get install -y -q nodejs npm >/dev/null; }
+  else
+    echo "npm is missing: install node 20 and npm" >&2
+    exit 1
+  fi
+fi
+
 mkdir -p "$VENVS"
 for suite in "${suites[@]}"; do
   dir="$CONF/suites/$suite"

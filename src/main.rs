@@ -59,6 +59,30 @@ enum Command {
     /// Send the captured fixtures to a running collector, fast, and report
     /// throughput and export latency.
     Loadgen(loadgen::LoadgenArgs),
+    /// Show what a model name is charged: the price entry it resolves to,
+    /// every rate, the source and its version, or why it is unpriced (with
+    /// the configuration's overrides and aliases applied).
+    Prices(PricesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PricesArgs {
+    /// Model name as found on spans (e.g. gpt-4o-2024-08-06,
+    /// us.anthropic.claude-sonnet-4-5-20250929-v1:0).
+    #[arg(required_unless_present = "list")]
+    model: Option<String>,
+    /// Provider reported with the call (openai, aws.bedrock, azure...).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Price in force on this date (YYYY-MM-DD) [default: today].
+    #[arg(long)]
+    at: Option<String>,
+    /// List every entry with its current base rates.
+    #[arg(long, conflicts_with = "model")]
+    list: bool,
+    /// Print JSON (the same as GET /api/v1/prices on the metrics port).
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +116,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Prices(args)) = &cli.command {
+        return prices(&config, args);
+    }
     telemetry::init_logging(config.log.format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -111,7 +138,7 @@ fn main() -> ExitCode {
             Some(Command::Demo(args)) => demo::run(config, args).await,
             Some(Command::Loadgen(args)) => loadgen::run(args).await,
             Some(Command::Report(args)) => report::run(args).await,
-            Some(Command::CheckConfig { .. }) => Ok(()),
+            Some(Command::CheckConfig { .. } | Command::Prices(_)) => Ok(()),
         }
     });
     match result {
@@ -130,4 +157,48 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("starting chainpulse")?;
     termination_signal().await;
     server.shutdown().await
+}
+
+/// `chainpulse prices`: no runtime, no listeners; prints and exits.
+fn prices(config: &Config, args: &PricesArgs) -> ExitCode {
+    use chainpulse::pricing::{view, At, PriceTable};
+    let table = match PriceTable::from_config(&config.pricing) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chainpulse: invalid pricing configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let at = match args.at.as_deref() {
+        None => At::now(),
+        Some(s) => match At::parse_date(s) {
+            Some(at) => at,
+            None => {
+                eprintln!("chainpulse: --at: expected YYYY-MM-DD, got {s:?}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let provider = args.provider.as_deref();
+    let (text, priced) = match (&args.model, args.json) {
+        (Some(model), true) => {
+            let v = view::lookup_json(&table, provider, model, at);
+            let priced = v["priced"].as_bool().unwrap_or(false);
+            (format!("{v:#}\n"), priced)
+        }
+        (Some(model), false) => (
+            view::lookup_text(&table, provider, model, at),
+            table.lookup(provider, model).is_some(),
+        ),
+        (None, true) => (format!("{:#}\n", view::list_json(&table, at)), true),
+        (None, false) => (view::list_text(&table, at), true),
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    // Unpriced is an answer, not an error; exit 1 lets scripts tell.
+    if priced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

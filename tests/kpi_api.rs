@@ -397,6 +397,52 @@ async fn kpi_api_over_http() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("accepted windows"));
 }
 
+/// `GET /api/v1/prices`: what chainpulse charges for a name, or why not.
+#[tokio::test]
+async fn prices_api_over_http() {
+    let mut config = test_config();
+    config
+        .pricing
+        .aliases
+        .insert("my-azure-deploy".into(), "gpt-4o".into());
+    let server = start(config).await;
+    let base = format!("http://{}", server.addrs().metrics);
+
+    let (status, body) = get_json(format!(
+        "{base}/api/v1/prices?model=gpt-4o-mini-2024-07-18&provider=openai&at=2026-01-15"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["priced"], true);
+    assert_eq!(body["price"]["entry"], "gpt-4o-mini");
+    assert_eq!(body["price"]["rates"]["input"], 0.15);
+    assert_eq!(body["price"]["rates"]["output"], 0.6);
+    assert!(body["source"]
+        .as_str()
+        .is_some_and(|s| s.contains("genai-prices")));
+
+    let (_, body) = get_json(format!("{base}/api/v1/prices?model=my-azure-deploy")).await;
+    assert_eq!(body["price"]["entry"], "gpt-4o");
+
+    let (status, body) = get_json(format!("{base}/api/v1/prices?model=mystery-model-9000")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["priced"], false);
+    assert!(body["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("unpriced")));
+
+    let (status, body) = get_json(format!("{base}/api/v1/prices")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body["count"].as_u64().is_some_and(|n| n > 1500),
+        "{}",
+        body["count"]
+    );
+
+    let (status, _) = get_json(format!("{base}/api/v1/prices?model=gpt-4o&at=yesterday")).await;
+    assert_eq!(status, 400);
+}
+
 #[tokio::test]
 async fn kpi_service_over_grpc() {
     let server = start(test_config()).await;
@@ -456,4 +502,49 @@ async fn kpi_service_over_grpc() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+/// `chainpulse prices`: the entry, its rates and source, or why unpriced.
+#[test]
+fn prices_command() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chainpulse"))
+            .arg("prices")
+            .args(args)
+            .env_remove("CHAINPULSE_CONFIG")
+            .output()
+            .expect("chainpulse prices")
+    };
+    let out = run(&["claude-sonnet-4-5-20250929", "--at", "2026-11-01"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "-> claude-sonnet-4-5",
+        "genai-prices",
+        "input",
+        "(>200k input: 6)",
+        "cache_write_1h",
+        "batch:",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+
+    let out = run(&["gpt-4o-mini-tts-9000"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("UNPRICED") && text.contains("names tried"),
+        "{text}"
+    );
+
+    let out = run(&["o3", "--json", "--at", "2025-05-01"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["price"]["rates"]["input"].as_f64(), Some(10.0));
+
+    let out = run(&["--list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 1500);
+
+    let out = run(&["gpt-4o", "--at", "2025-13-01"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -12,7 +12,7 @@ use crate::export::names::*;
 use crate::export::prometheus::FloatCounter;
 use crate::export::Registry;
 use crate::normalize::{ChainRun, RunKind, RunStatus};
-use crate::pricing::{Cost, InputSemantics, PriceTable, TokenUsage};
+use crate::pricing::{At, Cost, InputSemantics, PriceTable, TokenUsage};
 use metrics::{Counter, Histogram, Label};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -255,10 +255,16 @@ impl Recorder {
         let batch = run
             .meta(&self.batch_key)
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+        // Priced at the rate in force when the call started (price history).
+        let at = match run.start_unix_nano {
+            0 => At::now(),
+            nanos => At::from_unix_secs((nanos / 1_000_000_000) as i64),
+        };
         let price = |m: &str| {
-            self.prices.cost(
+            self.prices.cost_at(
                 run.provider.as_deref(),
                 m,
+                at,
                 &usage,
                 InputSemantics::IncludesCached,
                 batch,

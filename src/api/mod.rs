@@ -1,5 +1,6 @@
-//! The HTTP server on :9464: `/metrics`, `/healthz`, `/readyz`, and the
-//! KPI API (`/api/v1/kpis`, `/api/v1/top`); `grpc` serves the same KPIs as
+//! The HTTP server on :9464: `/metrics`, `/healthz`, `/readyz`, the
+//! KPI API (`/api/v1/kpis`, `/api/v1/top`) and the price lookup
+//! (`/api/v1/prices`); `grpc` serves the same KPIs as
 //! `chainpulse.kpi.v1.KpiService` on the OTLP/gRPC port.
 
 pub mod grpc;
@@ -32,6 +33,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/kpis", get(kpis))
         .route("/api/v1/top", get(top))
+        .route("/api/v1/prices", get(prices))
         .with_state(state)
 }
 
@@ -102,4 +104,32 @@ async fn top(
         Err(e) => return bad_request(e),
     };
     Json(q.run(&state.pipeline)).into_response()
+}
+
+/// `GET /api/v1/prices?model=…&provider=…&at=YYYY-MM-DD`: the entry a model
+/// name resolves to with every rate in force at `at` (default: now), or why
+/// it is unpriced. Without `model`: every entry (`chainpulse prices --list`).
+async fn prices(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    use crate::pricing::{view, At};
+    let at = match params.get("at").map(String::as_str) {
+        None | Some("") => At::now(),
+        Some(s) => match At::parse_date(s) {
+            Some(at) => at,
+            None => return bad_request(format!("at: expected YYYY-MM-DD, got {s:?}")),
+        },
+    };
+    let provider = params
+        .get("provider")
+        .map(String::as_str)
+        .filter(|p| !p.is_empty());
+    let body = state
+        .pipeline
+        .with_aggregator(|a| match params.get("model") {
+            Some(model) => view::lookup_json(a.prices(), provider, model, at),
+            None => view::list_json(a.prices(), at),
+        });
+    Json(body).into_response()
 }

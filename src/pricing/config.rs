@@ -20,12 +20,16 @@
 //! rate, a fine-tune, a self-hosted model). Replacing the whole table would
 //! turn every model the user did not think of into "unpriced" the day they
 //! add one line. So the layers are, later winning per model key:
-//! built-in `prices.toml` < `file` < inline `models`. An entry that
-//! replaces another replaces it *whole*: fields it omits take the
-//! documented defaults (`cache_read`/`cache_write` = `input`), not the
-//! built-in values, so what you read in your file is what is charged.
-//! `[providers.*]` defaults in the user file apply to built-in entries too
-//! (e.g. a contract with a different batch discount).
+//! built-in (generated from genai-prices) < `file` < inline `models`. A key
+//! that is exactly a name of an existing entry replaces that entry *whole*,
+//! for every name it answers to (`"gpt-4o"` also reprices
+//! `gpt-4o-2024-08-06`); fields it omits take the documented defaults
+//! (`cache_read`/`cache_write` = `input`), not the built-in values, and it
+//! has a single price (no history, tiers or published batch rates), so what
+//! you read in your file is what is charged. Any other key is a new entry.
+//! `[providers.*] batch_discount` in the user file applies to that
+//! provider's entries without published batch prices, built-in ones too
+//! (e.g. a contract with a batch discount the source does not list).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,8 +42,8 @@ use super::schema::ModelPriceSpec;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PricingConfig {
-    /// A price file in the same format as the built-in `prices.toml`,
-    /// merged over it.
+    /// A TOML price file (`[meta]`, `[providers.*]`, `[models."name"]`,
+    /// `[aliases]`; see `schema.rs`), merged over the built-in table.
     pub file: Option<PathBuf>,
     /// Inline entries, same schema as the file's `[models]`; they win over
     /// both the built-in table and `file`.

@@ -25,7 +25,7 @@ pub enum PricingError {
     /// (unknown field, wrong type, missing `input`...).
     #[error("{origin}: invalid price table{}: {message}", .line.map(|l| format!(" at line {l}")).unwrap_or_default())]
     Parse {
-        /// The file (or `built-in prices.toml`) that failed to parse.
+        /// The file (or `built-in prices.json`) that failed to parse.
         origin: String,
         /// 1-based line of the offending token, when the parser knows it.
         line: Option<usize>,
@@ -38,7 +38,7 @@ pub enum PricingError {
     /// model, empty names.
     #[error("{origin}: {key}: {problem}")]
     Invalid {
-        /// The file, `built-in prices.toml`, or `pricing config`.
+        /// The file, `built-in prices.json`, or `pricing config`.
         origin: String,
         /// The TOML path of the bad value, e.g. `models."gpt-4o".input`.
         key: String,

@@ -39,7 +39,7 @@ POLL_SECONDS = 15.0
 SPANS_OK = {"rag": 7, "nested": 8}
 SPANS_FAILED, ERROR_SPANS_PER_FAILURE = 4, 3
 
-# gpt-4o-mini list price (src/pricing/prices.toml), USD per million tokens.
+# gpt-4o-mini list price (built-in table generated from genai-prices), USD per million tokens.
 PRICE_IN, PRICE_OUT = 0.15, 0.60
 COST_TOL = 1e-12
 # Default SLO targets (src/config.rs): (kpi, target, comparison), in the order the API lists them.
