@@ -119,12 +119,16 @@ impl Assembler {
         self.spans_held
     }
 
-    /// Notes, before a request's runs are placed, which services nest LLM
-    /// spans, so a parentless provider span earlier in the same request is
-    /// held for its framework span rather than released as a request.
+    /// Notes, before a request's runs are placed, which services are
+    /// framework apps (they send nested steps of a known kind: a prompt, a
+    /// chain, an LLM span with a parent), so a parentless provider span —
+    /// in this request or a later one — is held for its framework span
+    /// rather than released as a request. A direct SDK app sends parentless
+    /// LLM spans and at most HTTP client spans (kind `other`) beneath them.
     pub fn note_nesting(&mut self, runs: &[ChainRun]) {
         for r in runs {
-            if !r.is_root() && r.kind.bills_tokens() && !self.orphans.may_nest(&r.service) {
+            let framework_step = !r.is_root() && r.kind != crate::normalize::RunKind::Other;
+            if framework_step && !self.orphans.may_nest(&r.service) {
                 self.orphans.note_nesting(&r.service);
             }
         }

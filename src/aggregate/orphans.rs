@@ -21,12 +21,13 @@
 //! that finds no framework span within the assembly timeout is released as
 //! what it looks like: a request of its own.
 //!
-//! Only services seen sending *nested* LLM spans (an LLM span with a parent)
-//! are waited for, so an app that calls a provider SDK directly — where a
-//! parentless LLM span really is the request — is never delayed. The first
-//! call of a framework app whose two spans arrive in different export
-//! batches cannot be matched (the service is not yet known to nest): it
-//! counts once twice. Memory: at most `assembly.max_spans` held spans in all
+//! Only services seen sending nested framework steps (a span with a parent
+//! and a known kind: prompt, chain, LLM, …) are waited for, so an app that
+//! calls a provider SDK directly — where a parentless LLM span really is the
+//! request, with at most HTTP client spans beneath it — is never delayed. A
+//! framework app whose very first export holds the provider span and nothing
+//! else of the app cannot be matched (the service is not yet known as a
+//! framework app): that call counts twice. Memory: at most `assembly.max_spans` held spans in all
 //! (orphans count towards it) and [`MAX_FRAMEWORK_SPANS`] remembered
 //! framework spans.
 
