@@ -89,6 +89,10 @@ EXPLAINED: list[tuple[str, str, str, str]] = [
      "the model outputs audio at $12 per M audio tokens (litellm's "
      "output_cost_per_audio_token is also 12); litellm's output_cost_per_token 10 is a "
      "text-output price the model never bills"),
+    ("x-ai", r"^grok-code-fast-1$", r"input|output|cache_read",
+     "xAI's launch price (2025-08-26) is $0.20 input, $1.50 output, $0.02 cached input, "
+     "as genai-prices has it and a third source (the xAI model card quoted by the "
+     "grok-api-mcp project) confirms; no other source found has litellm's $1/$2/$0.20"),
     ("groq", r"gpt-oss-safeguard-20b", r"cache_read",
      "rounding: Groq's cache read is half of $0.075, $0.0375; litellm stores 0.037"),
 ]

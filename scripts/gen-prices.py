@@ -109,7 +109,9 @@ def ensure_source() -> None:
             check=True,
         )
     env = dict(os.environ, CHAINPULSE_GEN_PRICES_REEXEC="1")
-    os.execve(str(py), [str(py), __file__, *sys.argv[1:]], env)
+    # The running script (this one, or compare-litellm.py which imports it).
+    script = os.path.abspath(sys.argv[0])
+    os.execve(str(py), [str(py), script, *sys.argv[1:]], env)
 
 
 def clause_names(clause) -> list[str]:
