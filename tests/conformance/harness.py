@@ -97,6 +97,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -867,6 +868,44 @@ class Conformance:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --------------------------------------------------------------------------------------------- test helpers
+
+def fakellm_tokens(calls: list[dict]) -> dict:
+    """chainpulse-style token totals by (model, type) from fakellm's record of what it answered."""
+    out: dict = {}
+    for c in calls:
+        u = c.get("usage")
+        if not u:
+            continue
+        for typ, v in (("input", u["in"]), ("output", u["out"]), ("cache_read", u["cached"]),
+                       ("cache_write", u["cache_write"]), ("reasoning", u["reasoning"])):
+            if v:
+                out[(c["model"], typ)] = out.get((c["model"], typ), 0) + v
+    return out
+
+
+def run_tolerant(suite: str, workdir, extra_env_of) -> types.SimpleNamespace:
+    """Like Conformance.run, but a chainpulse that never receives the data (today: HTTP 404 on the
+    Langfuse path) still yields the fakellm ground truth and a scrape; the settle error is kept for the figures
+    test."""
+    # A longer assembly timeout than the harness's 1 s: on a loaded machine a root's export batch can come more
+    # than 1 s after its children's, and chainpulse then counts an inferred root AND the late root.
+    c = Conformance(workdir, chainpulse_env={"CHAINPULSE_ASSEMBLY__TRACE_TIMEOUT_MS": "5000"})
+    try:
+        app = run_app(suite, c.fakellm.url, c.chainpulse.otlp_http, extra_env_of(c.chainpulse))
+        exported = app.summary.get("spans_exported")
+        try:
+            metrics = wait_settled(c.chainpulse, int(exported) if exported is not None else None)
+            settle_error = None
+        except HarnessError as exc:
+            metrics, settle_error = c.chainpulse.metrics(), str(exc).split("\nlog:")[0]
+        return types.SimpleNamespace(app=app, summary=app.summary, calls=c.fakellm.calls(), metrics=metrics,
+                                     kpis=c.chainpulse.kpis(), settle_error=settle_error, conformance=c)
+    except BaseException:
+        c.close()
+        raise
 
 
 # --------------------------------------------------------------------------------------------- CLI

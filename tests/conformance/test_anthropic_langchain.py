@@ -11,7 +11,7 @@ Two runs of the same app:
                                             span in a separate trace -> still 6 requests and 6 LLM calls.
 """
 
-from harness import expected_cost
+from harness import expected_cost, fakellm_tokens
 
 SUITE = "anthropic_langchain"
 CHAIN = "support_answer"
@@ -45,20 +45,6 @@ EXPECTED = {
     "usage_missing": {},
     "unpriced": {},
 }
-
-
-def fakellm_tokens(calls: list[dict]) -> dict:
-    """chainpulse-style token totals by (model, type) from fakellm's record of what it answered."""
-    out: dict = {}
-    for c in calls:
-        u = c.get("usage")
-        if not u:
-            continue
-        for typ, v in (("input", u["in"]), ("output", u["out"]), ("cache_read", u["cached"]),
-                       ("cache_write", u["cache_write"]), ("reasoning", u["reasoning"])):
-            if v:
-                out[(c["model"], typ)] = out.get((c["model"], typ), 0) + v
-    return out
 
 
 def _check_ground_truth(res) -> None:

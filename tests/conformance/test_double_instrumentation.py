@@ -9,7 +9,7 @@ with its usage (never two), 6 requests (never an extra request per SDK span).
                  instrumentation is suppressed under LangChain LLM spans: one span per call.
 """
 
-from harness import expected_cost
+from harness import expected_cost, fakellm_tokens
 
 SUITE = "double_instrumentation"
 CHAIN = "qa_chain"
@@ -35,20 +35,6 @@ BASE = {
     "usage_missing": {},
     "unpriced": {},
 }
-
-
-def fakellm_tokens(calls: list[dict]) -> dict:
-    """chainpulse-style token totals by (model, type) from fakellm's record of what it answered."""
-    out: dict = {}
-    for c in calls:
-        u = c.get("usage")
-        if not u:
-            continue
-        for typ, v in (("input", u["in"]), ("output", u["out"]), ("cache_read", u["cached"]),
-                       ("cache_write", u["cache_write"]), ("reasoning", u["reasoning"])):
-            if v:
-                out[(c["model"], typ)] = out.get((c["model"], typ), 0) + v
-    return out
 
 
 def llm_error_problems(res) -> list[str]:

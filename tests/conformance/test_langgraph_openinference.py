@@ -4,7 +4,7 @@ of `weather_agent`, 8 provider calls), checked first against fakellm's record of
 the KPI API. Traps: OpenInference's `llm.model_name` is the RESPONSE model (`gpt-4o-mini-2024-07-18`) for
 non-streamed calls; the LangGraph node named `agent` is marked AGENT by OpenInference's name heuristic; no TTFT."""
 
-from harness import expected_cost
+from harness import expected_cost, fakellm_tokens
 
 SUITE = "langgraph_openinference"
 CHAIN = "weather_agent"
@@ -44,20 +44,6 @@ EXPECTED = {
     "usage_missing": {},
     "unpriced": {},
 }
-
-
-def fakellm_tokens(calls: list[dict]) -> dict:
-    """chainpulse-style token totals by (model, type) from fakellm's record of what it answered."""
-    out: dict = {}
-    for c in calls:
-        u = c.get("usage")
-        if not u:
-            continue
-        for typ, v in (("input", u["in"]), ("output", u["out"]), ("cache_read", u["cached"]),
-                       ("cache_write", u["cache_write"]), ("reasoning", u["reasoning"])):
-            if v:
-                out[(c["model"], typ)] = out.get((c["model"], typ), 0) + v
-    return out
 
 
 def test_langgraph_openinference(conformance, suite_venv):

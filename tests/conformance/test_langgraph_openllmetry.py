@@ -6,7 +6,7 @@ of its own) when the graph is BUILT: set-up, not a request; each invocation has 
 weather_agent` root + `weather_agent.workflow`), one agent run; OpenLLMetry's LangChain spans carry no reasoning
 tokens (ground truth still has them); no TTFT (the openai instrumentation is suppressed under LangChain)."""
 
-from harness import expected_cost
+from harness import expected_cost, fakellm_tokens
 
 SUITE = "langgraph_openllmetry"
 CHAIN = "weather_agent"
@@ -51,20 +51,6 @@ EXPECTED = {
     "usage_missing": {},
     "unpriced": {},
 }
-
-
-def fakellm_tokens(calls: list[dict]) -> dict:
-    """chainpulse-style token totals by (model, type) from fakellm's record of what it answered."""
-    out: dict = {}
-    for c in calls:
-        u = c.get("usage")
-        if not u:
-            continue
-        for typ, v in (("input", u["in"]), ("output", u["out"]), ("cache_read", u["cached"]),
-                       ("cache_write", u["cache_write"]), ("reasoning", u["reasoning"])):
-            if v:
-                out[(c["model"], typ)] = out.get((c["model"], typ), 0) + v
-    return out
 
 
 def test_langgraph_openllmetry(conformance, suite_venv):

@@ -17,18 +17,11 @@ Prints one JSON line: {"suite", "variant", "invocations", "spans_exported", "tru
 import subprocess
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness (stdlib only)
-from harness import CountingSpanExporter  # noqa: E402
-
-from opentelemetry import trace as trace_api
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 SUITE = "double_instrumentation"
 CHAIN_NAME = "qa_chain"
@@ -52,17 +45,8 @@ WORKLOAD = [
 ]
 
 
-EXPORTER = None
-
-
-def setup_tracing(variant: str) -> TracerProvider:
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318").rstrip("/")
-    service = os.environ.get("OTEL_SERVICE_NAME", f"conformance-double-{variant}")
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    global EXPORTER
-    EXPORTER = CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint + "/v1/traces"))
-    provider.add_span_processor(BatchSpanProcessor(EXPORTER))
-    trace_api.set_tracer_provider(provider)
+def setup_tracing(variant: str):
+    provider, exporter = appkit.setup_tracing(f"conformance-double-{variant}", set_global=True)
     if variant == "openinference":
         from openinference.instrumentation.langchain import LangChainInstrumentor
         from openinference.instrumentation.openai import OpenAIInstrumentor
@@ -75,7 +59,7 @@ def setup_tracing(variant: str) -> TracerProvider:
         OpenAIInstrumentor().instrument(tracer_provider=provider)
     else:
         raise SystemExit(f"unknown variant {variant!r}")
-    return provider
+    return provider, exporter
 
 
 def build_chain(model: str, stream: bool):
@@ -91,80 +75,23 @@ def build_chain(model: str, stream: bool):
     return (prompt | ChatOpenAI(**kw) | StrOutputParser()).with_config(run_name=CHAIN_NAME)
 
 
-# ----------------------------------------------------------------------------------------------- ground truth
-
-def _usage(prompt: str) -> dict:
-    """The usage fakellm answers for this prompt's [[usage:...]] marker (its defaults and cw5m/cw1h rule)."""
-    u = {"in": 100, "cached": 0, "out": 20, "reasoning": 0, "cache_write": 0, "cw5m": 0, "cw1h": 0}
-    m = re.search(r"\[\[usage:(.*?)\]\]", prompt)
-    given = dict((k.strip(), int(v)) for k, v in (kv.split("=") for kv in m.group(1).split(","))) if m else {}
-    u.update(given)
-    if ("cw5m" in given or "cw1h" in given) and "cache_write" not in given:
-        u["cache_write"] = u["cw5m"] + u["cw1h"]
-    return u
-
-
-def scripted_calls(prompt: str, model: str, stream: bool) -> list[dict]:
-    """The provider calls one invocation makes: a failure marker = 1 failed call; a tool marker = 2 calls (tool
-    call, then the answer after the tool result); else 1 call."""
-    fail = re.search(r"\[\[fail:(\d+)\]\]", prompt)
-    if fail:
-        return [{"model": model, "stream": stream, "status": int(fail.group(1)), "usage": None}]
-    n = 2 if "[[tool:" in prompt else 1
-    return [{"model": model, "stream": stream, "status": 200, "usage": _usage(prompt)} for _ in range(n)]
-
-
-def truth_of(chain: str, workload_calls: list[list[dict]], results: list[dict], **extra) -> dict:
-    """Ground truth of the run, in chainpulse's terms (input includes cached, output includes reasoning)."""
-    calls = [c for inv in workload_calls for c in inv]
-    by_ms: dict = {}
-    tokens: dict = {}
-    for c in calls:
-        key = f'{c["model"]}|{"ok" if c["status"] == 200 else "error"}'
-        by_ms[key] = by_ms.get(key, 0) + 1
-        if c["usage"]:
-            u = c["usage"]
-            t = tokens.setdefault(c["model"], {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
-                                               "reasoning": 0})
-            t["input"] += u["in"]
-            t["output"] += u["out"]
-            t["cache_read"] += u["cached"]
-            t["cache_write"] += u["cache_write"]
-            t["reasoning"] += u["reasoning"]
-    errors: dict = {}
-    for r in results:
-        if r["error"]:
-            errors[r["error"]] = errors.get(r["error"], 0) + 1
-    return {
-        "requests": {chain: {"total": len(results), "failed": sum(1 for r in results if not r["ok"])}},
-        "chains": [chain],
-        "provider_calls": calls,
-        "llm_calls_by_model_status": by_ms,
-        "streamed_calls": sum(1 for c in calls if c["stream"]),
-        "tokens_by_model": tokens,
-        "error_classes": errors,
-        **extra,
-    }
-
-
 def main() -> int:
     variant = os.environ.get("CONFORMANCE_VARIANT", "")
     if not variant:
         return run_all_variants()
-    provider = setup_tracing(variant)
-    results = []
-    for question, model, stream in WORKLOAD:
-        rec = {"name": CHAIN_NAME, "model": model, "stream": stream, "ok": True, "error": None}
+    provider, exporter = setup_tracing(variant)
+
+    def run(item):
+        question, model, stream = item
         chain = build_chain(model, stream)
-        try:
-            if stream:
-                for _ in chain.stream({"question": question}):
-                    pass
-            else:
-                chain.invoke({"question": question})
-        except Exception as exc:  # noqa: BLE001 - the error class is the point
-            rec.update(ok=False, error=type(exc).__name__)
-        results.append(rec)
+        if stream:
+            for _ in chain.stream({"question": question}):
+                pass
+        else:
+            chain.invoke({"question": question})
+
+    results = appkit.invoke_all(WORKLOAD, run, lambda item: {"name": CHAIN_NAME, "model": item[1], "stream": item[2],
+                                                             "ok": True, "error": None})
     provider.force_flush()
     provider.shutdown()
     ttft = {"openinference": "openinference-instrumentation-openai: a `First Token Stream Event` span event on the "
@@ -173,10 +100,10 @@ def main() -> int:
                            "opentelemetry-instrumentation-langchain sets no TTFT attribute"}[variant]
     cannot_give = {"openinference": ["ttft on the LangChain span (only the SDK span has it)"],
                    "openllmetry": ["ttft", "reasoning tokens (no attribute on the LangChain LLM span)"]}[variant]
-    truth = truth_of(CHAIN_NAME, [scripted_calls(q, m, st) for q, m, st in WORKLOAD], results, variant=variant,
-                     ttft=ttft, cannot_give=cannot_give)
-    print(json.dumps({"suite": SUITE, "variant": variant, "invocations": results,
-                      "spans_exported": EXPORTER.exported, "truth": truth}))
+    truth = appkit.truth_of(CHAIN_NAME, [appkit.scripted_calls(q, m, st) for q, m, st in WORKLOAD], results,
+                            variant=variant, ttft=ttft, cannot_give=cannot_give)
+    appkit.print_summary(suite=SUITE, variant=variant, invocations=results, spans_exported=exporter.exported,
+                         truth=truth)
     return 0
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness's app-side helpers
-from harness import CountingSpanExporter, print_summary  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 SUITE = "langfuse_langchain"
 
@@ -48,72 +47,6 @@ WORKLOAD = [
     ("weather_agent", "gpt-4o-mini", False,
      'Weather in Paris? [[tool:get_weather:{"city": "Paris"}]] [[usage:in=90,out=15]] [[text:Sunny, 21 C.]]'),
 ]
-
-
-USAGE_DEFAULTS = {"in": 100, "cached": 0, "out": 20, "reasoning": 0, "cache_write": 0, "cw5m": 0, "cw1h": 0}
-
-
-def usage_of(prompt: str) -> dict:
-    """The usage fakellm returns for this prompt (its `[[usage:...]]` marker over the documented defaults)."""
-    u = dict(USAGE_DEFAULTS)
-    for arg in re.findall(r"\[\[usage:(.*?)\]\]", prompt):
-        for item in arg.split(","):
-            k, v = item.split("=")
-            u[k.strip()] = int(v)
-    if "cache_write" not in prompt and (u["cw5m"] or u["cw1h"]):
-        u["cache_write"] = u["cw5m"] + u["cw1h"]
-    return u
-
-
-def provider_calls(chain: str, prompt: str) -> int:
-    return 2 if "[[tool:" in prompt and chain == "weather_agent" else 1
-
-
-def build_truth(records: list) -> dict:
-    """Ground truth of what the app did: requests, provider calls, usage served, error classes, steps, TTFT."""
-    truth: dict = {"requests": {}, "llm_calls": {}, "streamed_llm_calls": {}, "tokens": {}, "errors": {},
-                   "steps": {"tool": 0, "retriever": 0, "agent": 0}, "tool_calls_executed": 0, "ttft_calls": {}}
-    for (chain, model, stream, prompt), rec in records:
-        r = truth["requests"].setdefault(chain, {"total": 0, "failed": 0})
-        r["total"] += 1
-        r["failed"] += 0 if rec["ok"] else 1
-        n = provider_calls(chain, prompt) if rec["ok"] else 1
-        status = "ok" if rec["ok"] else "error"
-        key = f"{model}|{status}"
-        truth["llm_calls"][key] = truth["llm_calls"].get(key, 0) + n
-        if stream:
-            truth["streamed_llm_calls"][key] = truth["streamed_llm_calls"].get(key, 0) + n
-        if not rec["ok"]:
-            truth["errors"][rec["error"]] = truth["errors"].get(rec["error"], 0) + 1
-            continue
-        if n == 2:
-            truth["tool_calls_executed"] += 1
-            truth["steps"]["tool"] += 1
-        if stream:
-            truth["ttft_calls"][model] = truth["ttft_calls"].get(model, 0) + n
-        u = usage_of(prompt)
-        t = truth["tokens"].setdefault(model, {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
-                                               "reasoning": 0})
-        t["input"] += n * u["in"]
-        t["output"] += n * u["out"]
-        t["cache_read"] += n * u["cached"]
-        t["cache_write"] += n * u["cache_write"]
-        t["reasoning"] += n * u["reasoning"]
-    return truth
-
-
-def count_langfuse_exports(lf) -> list:
-    """Wrap the exporter inside Langfuse's own LangfuseSpanProcessor (its OTLP exporter to
-    <host>/api/public/otel/v1/traces, untouched otherwise) in harness.CountingSpanExporter, so the summary can say
-    how many spans were exported. Best effort: returns [] when the SDK's internals differ."""
-    counters = []
-    provider = getattr(getattr(lf, "_resources", None), "tracer_provider", None)
-    for proc in getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ()):
-        inner = getattr(proc, "_batch_processor", None)
-        if type(proc).__name__ == "LangfuseSpanProcessor" and inner is not None and hasattr(inner, "_exporter"):
-            inner._exporter = CountingSpanExporter(inner._exporter)
-            counters.append(inner._exporter)
-    return counters
 
 
 def main() -> int:
@@ -157,38 +90,38 @@ def main() -> int:
             messages.append(ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"]))
         return model.invoke(messages).content
 
-    counters = count_langfuse_exports(get_client())
+    counters = appkit.counting_langfuse_exports(get_client())
     handler = CallbackHandler()
-    out, records = [], []
-    for chain, model, stream, question in WORKLOAD:
-        rec = {"chain": chain, "model": model, "stream": stream, "ok": True, "error": None}
+
+    def run(item):
+        chain, model, stream, question = item
         config = {"callbacks": [handler], "run_name": chain}
-        try:
-            if chain == "qa_chain":
-                runnable = prompt | llm(model, streaming=stream) | StrOutputParser()
-                if stream:
-                    "".join(runnable.stream({"question": question}, config=config))
-                else:
-                    runnable.invoke({"question": question}, config=config)
+        if chain == "qa_chain":
+            runnable = prompt | llm(model, streaming=stream) | StrOutputParser()
+            if stream:
+                "".join(runnable.stream({"question": question}, config=config))
             else:
-                RunnableLambda(weather_flow).invoke({"question": question, "model": model}, config=config)
-        except Exception as exc:  # noqa: BLE001 - failures are part of the workload
-            rec.update(ok=False, error=type(exc).__name__)
-        out.append(rec)
-        records.append(((chain, model, stream, question), rec))
+                runnable.invoke({"question": question}, config=config)
+        else:
+            RunnableLambda(weather_flow).invoke({"question": question, "model": model}, config=config)
+
+    out = appkit.invoke_all(WORKLOAD, run,
+                            lambda w: {"chain": w[0], "model": w[1], "stream": w[2], "ok": True, "error": None})
+    records = list(zip(WORKLOAD, out))
 
     lf = get_client()
     lf.flush()
     lf.shutdown()
-    truth = build_truth(records)
+    truth = appkit.build_truth(records)
     truth["steps"]["agent"] = sum(1 for (c, *_), r in records if "agent" in c)  # Langfuse: a run named *agent*
     truth["steps"]["prompt"] = sum(1 for (c, *_), r in records if c == "qa_chain")
     truth["steps"]["parser"] = sum(1 for (c, *_), r in records if c == "qa_chain" and r["ok"])
     import importlib.metadata as md
     truth["versions"] = {p: md.version(p) for p in ("langfuse", "langchain-core", "langchain-openai", "openai",
                                                    "opentelemetry-sdk")}
-    print_summary(suite=SUITE, invocations=out, spans_exported=sum(c.exported for c in counters) if counters else None,
-                  export_failures=sum(c.failed for c in counters), truth=truth)
+    appkit.print_summary(suite=SUITE, invocations=out,
+                         spans_exported=sum(c.exported for c in counters) if counters else None,
+                         export_failures=sum(c.failed for c in counters), truth=truth)
     return 0
 
 

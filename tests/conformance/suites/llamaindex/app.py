@@ -22,19 +22,12 @@ Prints one JSON line: {"suite":..., "variant":..., "invocations":[{"name","kind"
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness helpers
-from harness import CountingSpanExporter, print_summary  # noqa: E402
-
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.llms import ChatMessage
@@ -54,45 +47,14 @@ DOCS = [
     "Lima is the capital of Peru. Lima is mild and foggy for much of the year.",
 ]
 
-EXPORTER = None
-
-
-def fakellm_truth() -> dict:
-    """Ground truth of the provider side, from fakellm's record of every call it served (GET /stats)."""
-    url = os.environ.get("FAKELLM_URL") or os.environ["OPENAI_BASE_URL"].rsplit("/v1", 1)[0]
-    calls = json.loads(urllib.request.urlopen(url + "/stats", timeout=5).read())
-    by_call: dict = {}
-    tokens: dict = {}
-    for c in calls:
-        status = "ok" if c["status"] == 200 else "error"
-        key = f'{c["endpoint"]}|{c["model"]}|{status}|{"stream" if c["stream"] else "plain"}'
-        by_call[key] = by_call.get(key, 0) + 1
-        u = c.get("usage") or {}
-        if status == "ok" and u:
-            t = tokens.setdefault(c["model"], {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
-                                               "reasoning": 0})
-            t["input"] += u.get("in", 0)
-            t["output"] += u.get("out", 0)
-            t["cache_read"] += u.get("cached", 0)
-            t["cache_write"] += u.get("cache_write", 0)
-            t["reasoning"] += u.get("reasoning", 0)
-    return {"provider_calls": len(calls), "calls_by_endpoint_model_status_stream": by_call,
-            "usage_by_model": tokens}
-
-
-def setup_tracing() -> TracerProvider:
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318").rstrip("/")
-    service = os.environ.get("OTEL_SERVICE_NAME", "conformance-llamaindex" + ("-double" if DOUBLE else ""))
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    global EXPORTER
-    EXPORTER = CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint + "/v1/traces"))
-    provider.add_span_processor(BatchSpanProcessor(EXPORTER))
+def setup_tracing():
+    provider, exporter = appkit.setup_tracing("conformance-llamaindex" + ("-double" if DOUBLE else ""))
     LlamaIndexInstrumentor().instrument(tracer_provider=provider)
     if DOUBLE:
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
-    return provider
+    return provider, exporter
 
 
 def main() -> int:
@@ -108,7 +70,7 @@ def main() -> int:
     index = VectorStoreIndex.from_documents([Document(text=t) for t in DOCS])
     query_engine = index.as_query_engine(similarity_top_k=2)
 
-    provider = setup_tracing()
+    provider, exporter = setup_tracing()
 
     def complete(prompt: str, model: str):
         return llms[model].complete(prompt).text
@@ -175,7 +137,7 @@ def main() -> int:
         "steps": {"retriever": {"VectorIndexRetriever": 1}, "embedding": {"OpenAIEmbedding": 1}, "tool": {},
                   "agent": {}},
         "streamed_ok_calls_by_model (TTFT expected)": {"gpt-4o-mini": 1, "o4-mini": 1},
-        **fakellm_truth(),
+        **appkit.fakellm_truth(),
         "setup_calls_not_traced": {"embeddings|text-embedding-3-small": 1},
         "library_gaps": [
             "LlamaIndex's embedding spans carry no token counts (single variant): embedding usage is lost",
@@ -187,8 +149,8 @@ def main() -> int:
             "LlamaIndex span's context, so its ChatCompletion span is a separate ROOT (own trace)",
         ],
     }
-    print_summary(suite=SUITE, variant="double" if DOUBLE else "single", invocations=invocations,
-                  spans_exported=EXPORTER.exported, truth=truth)
+    appkit.print_summary(suite=SUITE, variant="double" if DOUBLE else "single", invocations=invocations,
+                         spans_exported=exporter.exported, truth=truth)
     return 0
 
 

@@ -16,10 +16,8 @@ Workload (the markers script fakellm; see WORKLOAD): 6 runs of the workflow `wea
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-import urllib.request
 from pathlib import Path
 
 # The SDK's own exporter would post traces to OpenAI; the OpenInference processor replaces it (exclusive mode),
@@ -28,13 +26,8 @@ from pathlib import Path
 os.environ.pop("OPENAI_AGENTS_DISABLE_TRACING", None)
 os.environ.setdefault("OPENAI_API_KEY", "sk-conformance-dummy")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness helpers
-from harness import CountingSpanExporter, print_summary  # noqa: E402
-
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 from openai import AsyncOpenAI
 from agents import (Agent, RunConfig, Runner, function_tool, set_default_openai_api,
@@ -75,46 +68,15 @@ def get_weather(city: str) -> str:
     TOOL_RUNS += 1
     return f"sunny in {city}"
 
-EXPORTER = None
-
-
-def fakellm_truth() -> dict:
-    """Ground truth of the provider side, from fakellm's record of every call it served (GET /stats)."""
-    url = os.environ.get("FAKELLM_URL") or os.environ["OPENAI_BASE_URL"].rsplit("/v1", 1)[0]
-    calls = json.loads(urllib.request.urlopen(url + "/stats", timeout=5).read())
-    by_call: dict = {}
-    tokens: dict = {}
-    for c in calls:
-        status = "ok" if c["status"] == 200 else "error"
-        key = f'{c["endpoint"]}|{c["model"]}|{status}|{"stream" if c["stream"] else "plain"}'
-        by_call[key] = by_call.get(key, 0) + 1
-        u = c.get("usage") or {}
-        if status == "ok" and u:
-            t = tokens.setdefault(c["model"], {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
-                                               "reasoning": 0})
-            t["input"] += u.get("in", 0)
-            t["output"] += u.get("out", 0)
-            t["cache_read"] += u.get("cached", 0)
-            t["cache_write"] += u.get("cache_write", 0)
-            t["reasoning"] += u.get("reasoning", 0)
-    return {"provider_calls": len(calls), "calls_by_endpoint_model_status_stream": by_call,
-            "usage_by_model": tokens}
-
-
-def setup_tracing() -> TracerProvider:
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318").rstrip("/")
-    service = os.environ.get("OTEL_SERVICE_NAME", "conformance-openai-agents")
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    global EXPORTER
-    EXPORTER = CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint + "/v1/traces"))
-    provider.add_span_processor(BatchSpanProcessor(EXPORTER))
+def setup_tracing():
+    provider, exporter = appkit.setup_tracing("conformance-openai-agents")
     # exclusive_processor=True (the default): the SDK's OpenAI trace exporter is replaced, not kept.
     OpenAIAgentsInstrumentor().instrument(tracer_provider=provider, exclusive_processor=True)
-    return provider
+    return provider, exporter
 
 
 async def main() -> int:
-    provider = setup_tracing()
+    provider, exporter = setup_tracing()
     client = AsyncOpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key="sk-conformance-dummy", max_retries=0)
     set_default_openai_client(client, use_for_tracing=False)
     set_default_openai_api("responses")
@@ -152,7 +114,7 @@ async def main() -> int:
         "error_classes": [{"stream": i["stream"], "error": i["error"]} for i in failed],
         "steps": {"agent": {AGENT_NAME: len(invocations)}, "tool": {"get_weather": TOOL_RUNS}, "retriever": {}},
         "streamed_ok_calls_by_model (TTFT would be expected)": {"gpt-4o-mini": 2, "o4-mini": 1},
-        **fakellm_truth(),
+        **appkit.fakellm_truth(),
         "library_gaps": [
             "no time to first token (no First Token Stream Event, no attribute) and no streaming flag",
             "llm.model_name is the RESPONSE model (dated snapshot); the requested model is on no span",
@@ -162,8 +124,8 @@ async def main() -> int:
             "the root (trace) span is always status OK, even when the run raised; the agent span is ERROR",
         ],
     }
-    print_summary(suite=SUITE, workflow=WORKFLOW_NAME, agent=AGENT_NAME, invocations=invocations,
-                  spans_exported=EXPORTER.exported, truth=truth)
+    appkit.print_summary(suite=SUITE, workflow=WORKFLOW_NAME, agent=AGENT_NAME, invocations=invocations,
+                         spans_exported=exporter.exported, truth=truth)
     return 0
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness's app-side helpers
-from harness import CountingSpanExporter, print_summary  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 SUITE = "openlit_anthropic"
 MODEL = "claude-haiku-4-5"
@@ -47,21 +46,6 @@ WORKLOAD = [
 ]
 
 
-USAGE_DEFAULTS = {"in": 100, "cached": 0, "out": 20, "reasoning": 0, "cache_write": 0, "cw5m": 0, "cw1h": 0}
-
-
-def usage_of(prompt: str) -> dict:
-    """The usage fakellm returns for this prompt (its `[[usage:...]]` marker over the documented defaults)."""
-    u = dict(USAGE_DEFAULTS)
-    for arg in re.findall(r"\[\[usage:(.*?)\]\]", prompt):
-        for item in arg.split(","):
-            k, v = item.split("=")
-            u[k.strip()] = int(v)
-    if "cache_write" not in prompt and (u["cw5m"] or u["cw1h"]):
-        u["cache_write"] = u["cw5m"] + u["cw1h"]
-    return u
-
-
 def build_truth(records: list) -> dict:
     """Ground truth of what the app did (usage in OpenAI convention: input INCLUDES cache reads and writes)."""
     truth: dict = {"requests": {}, "llm_calls": {}, "streamed_llm_calls": {}, "tokens": {}, "errors": {},
@@ -80,7 +64,7 @@ def build_truth(records: list) -> dict:
             continue
         if rec["stream"]:
             truth["ttft_calls"][MODEL] = truth["ttft_calls"].get(MODEL, 0) + 1
-        u = usage_of(prompt)
+        u = appkit.usage_of(prompt)
         t = truth["tokens"].setdefault(MODEL, {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
                                                "reasoning": 0})
         t["input"] += u["in"]
@@ -91,21 +75,6 @@ def build_truth(records: list) -> dict:
         truth["cache_write_split"]["5m"] += u["cw5m"] if (u["cw5m"] or u["cw1h"]) else u["cache_write"]
         truth["cache_write_split"]["1h"] += u["cw1h"]
     return truth
-
-
-def count_exports(provider) -> list:
-    """Wrap the exporter of each batch/simple span processor of the SDK TracerProvider (the one openlit.init made)
-    in harness.CountingSpanExporter, so the summary can say how many spans were exported."""
-    counters = []
-    for proc in getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ()):
-        inner = getattr(proc, "_batch_processor", None)
-        if inner is not None and hasattr(inner, "_exporter"):
-            inner._exporter = CountingSpanExporter(inner._exporter)
-            counters.append(inner._exporter)
-        elif hasattr(proc, "span_exporter"):
-            proc.span_exporter = CountingSpanExporter(proc.span_exporter)
-            counters.append(proc.span_exporter)
-    return counters
 
 
 def main() -> int:
@@ -128,7 +97,7 @@ def main() -> int:
 
     from opentelemetry import trace as trace_api
     provider = trace_api.get_tracer_provider()
-    counters = count_exports(provider)
+    counters = appkit.counting_exports(provider)
 
     client = anthropic.Anthropic(api_key="sk-ant-conformance-dummy", base_url=os.environ["ANTHROPIC_BASE_URL"],
                                  max_retries=0)
@@ -148,24 +117,18 @@ def main() -> int:
         with client.messages.stream(**kwargs) as stream:
             return "".join(stream.text_stream)
 
-    out, records = [], []
-    for mode, prompt in WORKLOAD:
-        rec = {"chain": "ask_claude", "model": MODEL, "mode": mode, "stream": mode != "create", "ok": True,
-               "error": None}
-        try:
-            ask_claude(prompt, mode)
-        except Exception as exc:  # noqa: BLE001 - failures are part of the workload
-            rec.update(ok=False, error=type(exc).__name__)
-        out.append(rec)
-        records.append(((mode, prompt), rec))
+    out = appkit.invoke_all(WORKLOAD, lambda w: ask_claude(w[1], w[0]),
+                            lambda w: {"chain": "ask_claude", "model": MODEL, "mode": w[0], "stream": w[0] != "create",
+                                       "ok": True, "error": None})
+    records = list(zip(WORKLOAD, out))
 
     provider.force_flush()
     provider.shutdown()
     truth = build_truth(records)
     import importlib.metadata as md
     truth["versions"] = {p: md.version(p) for p in ("openlit", "anthropic", "opentelemetry-sdk")}
-    print_summary(suite=SUITE, invocations=out, spans_exported=sum(c.exported for c in counters) if counters else None,
-                  truth=truth)
+    appkit.print_summary(suite=SUITE, invocations=out,
+                         spans_exported=sum(c.exported for c in counters) if counters else None, truth=truth)
     return 0
 
 

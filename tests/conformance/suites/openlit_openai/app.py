@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness's app-side helpers
-from harness import CountingSpanExporter, print_summary  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 SUITE = "openlit_openai"
 
@@ -63,72 +62,6 @@ TOOLS = [{
 }]
 
 
-USAGE_DEFAULTS = {"in": 100, "cached": 0, "out": 20, "reasoning": 0, "cache_write": 0, "cw5m": 0, "cw1h": 0}
-
-
-def usage_of(prompt: str) -> dict:
-    """The usage fakellm returns for this prompt (its `[[usage:...]]` marker over the documented defaults)."""
-    u = dict(USAGE_DEFAULTS)
-    for arg in re.findall(r"\[\[usage:(.*?)\]\]", prompt):
-        for item in arg.split(","):
-            k, v = item.split("=")
-            u[k.strip()] = int(v)
-    if "cache_write" not in prompt and (u["cw5m"] or u["cw1h"]):
-        u["cache_write"] = u["cw5m"] + u["cw1h"]
-    return u
-
-
-def provider_calls(chain: str, prompt: str) -> int:
-    return 2 if "[[tool:" in prompt and chain == "weather_agent" else 1
-
-
-def build_truth(records: list) -> dict:
-    """Ground truth of what the app did: requests, provider calls, usage served, error classes, steps, TTFT."""
-    truth: dict = {"requests": {}, "llm_calls": {}, "streamed_llm_calls": {}, "tokens": {}, "errors": {},
-                   "steps": {"tool": 0, "retriever": 0, "agent": 0}, "tool_calls_executed": 0, "ttft_calls": {}}
-    for (chain, api, model, stream, prompt), rec in records:
-        r = truth["requests"].setdefault(chain, {"total": 0, "failed": 0})
-        r["total"] += 1
-        r["failed"] += 0 if rec["ok"] else 1
-        n = provider_calls(chain, prompt) if rec["ok"] else 1
-        status = "ok" if rec["ok"] else "error"
-        key = f"{model}|{status}"
-        truth["llm_calls"][key] = truth["llm_calls"].get(key, 0) + n
-        if stream:
-            truth["streamed_llm_calls"][key] = truth["streamed_llm_calls"].get(key, 0) + n
-        if not rec["ok"]:
-            truth["errors"][rec["error"]] = truth["errors"].get(rec["error"], 0) + 1
-            continue
-        if n == 2:
-            truth["tool_calls_executed"] += 1
-        if stream:
-            truth["ttft_calls"][model] = truth["ttft_calls"].get(model, 0) + n
-        u = usage_of(prompt)
-        t = truth["tokens"].setdefault(model, {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
-                                               "reasoning": 0})
-        t["input"] += n * u["in"]
-        t["output"] += n * u["out"]
-        t["cache_read"] += n * u["cached"]
-        t["cache_write"] += n * u["cache_write"]
-        t["reasoning"] += n * u["reasoning"]
-    return truth
-
-
-def count_exports(provider) -> list:
-    """Wrap the exporter of each batch/simple span processor of the SDK TracerProvider (the one openlit.init made)
-    in harness.CountingSpanExporter, so the summary can say how many spans were exported."""
-    counters = []
-    for proc in getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ()):
-        inner = getattr(proc, "_batch_processor", None)
-        if inner is not None and hasattr(inner, "_exporter"):
-            inner._exporter = CountingSpanExporter(inner._exporter)
-            counters.append(inner._exporter)
-        elif hasattr(proc, "span_exporter"):
-            proc.span_exporter = CountingSpanExporter(proc.span_exporter)
-            counters.append(proc.span_exporter)
-    return counters
-
-
 def get_weather(city: str) -> str:
     return json.dumps({"city": city, "weather": "sunny", "temp_c": 21})
 
@@ -156,7 +89,7 @@ def main() -> int:
 
     from opentelemetry import trace as trace_api
     provider = trace_api.get_tracer_provider()
-    counters = count_exports(provider)
+    counters = appkit.counting_exports(provider)
 
     client = openai.OpenAI(api_key="sk-conformance-dummy", base_url=os.environ["OPENAI_BASE_URL"], max_retries=0)
 
@@ -200,28 +133,23 @@ def main() -> int:
         return text
 
     chains = {"answer_question": answer_question, "weather_agent": weather_agent}
-    out, records = [], []
-    for chain, api, model, stream, prompt in WORKLOAD:
-        rec = {"chain": chain, "api": api, "model": model, "stream": stream, "ok": True, "error": None}
-        try:
-            chains[chain](prompt, model, stream, api)
-        except Exception as exc:  # noqa: BLE001 - failures are part of the workload
-            rec.update(ok=False, error=type(exc).__name__)
-        out.append(rec)
-        records.append(((chain, api, model, stream, prompt), rec))
+    out = appkit.invoke_all(WORKLOAD, lambda w: chains[w[0]](w[4], w[2], w[3], w[1]),
+                            lambda w: {"chain": w[0], "api": w[1], "model": w[2], "stream": w[3], "ok": True,
+                                       "error": None})
+    records = list(zip(WORKLOAD, out))
 
     provider.force_flush()
     provider.shutdown()
-    truth = build_truth(records)
+    truth = appkit.build_truth([((c, m, s, p), r) for (c, a, m, s, p), r in records], tool_steps=False)
     truth["library_does_not_send"] = {
         "reasoning_tokens_of_chat_completions": sum(
-            usage_of(p)["reasoning"] for (c, a, m, s, p), r in records if r["ok"] and a == "chat"),
+            appkit.usage_of(p)["reasoning"] for (c, a, m, s, p), r in records if r["ok"] and a == "chat"),
         "tool_execution_span": truth["tool_calls_executed"],
     }
     import importlib.metadata as md
     truth["versions"] = {p: md.version(p) for p in ("openlit", "openai", "opentelemetry-sdk")}
-    print_summary(suite=SUITE, invocations=out, spans_exported=sum(c.exported for c in counters) if counters else None,
-                  truth=truth)
+    appkit.print_summary(suite=SUITE, invocations=out,
+                         spans_exported=sum(c.exported for c in counters) if counters else None, truth=truth)
     return 0
 
 

@@ -14,19 +14,12 @@ Prints one JSON line: {"suite":..., "invocations":[{"name","ok","error","stream"
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/conformance: harness helpers
-from harness import CountingSpanExporter, print_summary  # noqa: E402
-
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conformance/suites: appkit
+import appkit  # noqa: E402
 
 from openai import AsyncOpenAI
 from pydantic_ai import Agent
@@ -59,44 +52,13 @@ WORKLOAD = [
 
 TOOL_RUNS = 0
 
-EXPORTER = None
-
-
-def fakellm_truth() -> dict:
-    """Ground truth of the provider side, from fakellm's record of every call it served (GET /stats)."""
-    url = os.environ.get("FAKELLM_URL") or os.environ["OPENAI_BASE_URL"].rsplit("/v1", 1)[0]
-    calls = json.loads(urllib.request.urlopen(url + "/stats", timeout=5).read())
-    by_call: dict = {}
-    tokens: dict = {}
-    for c in calls:
-        status = "ok" if c["status"] == 200 else "error"
-        key = f'{c["endpoint"]}|{c["model"]}|{status}|{"stream" if c["stream"] else "plain"}'
-        by_call[key] = by_call.get(key, 0) + 1
-        u = c.get("usage") or {}
-        if status == "ok" and u:
-            t = tokens.setdefault(c["model"], {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0,
-                                               "reasoning": 0})
-            t["input"] += u.get("in", 0)
-            t["output"] += u.get("out", 0)
-            t["cache_read"] += u.get("cached", 0)
-            t["cache_write"] += u.get("cache_write", 0)
-            t["reasoning"] += u.get("reasoning", 0)
-    return {"provider_calls": len(calls), "calls_by_endpoint_model_status_stream": by_call,
-            "usage_by_model": tokens}
-
-
-def setup_tracing() -> TracerProvider:
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318").rstrip("/")
-    service = os.environ.get("OTEL_SERVICE_NAME", "conformance-pydantic-ai")
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    global EXPORTER
-    EXPORTER = CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint + "/v1/traces"))
-    provider.add_span_processor(BatchSpanProcessor(EXPORTER))
-    return provider
+def setup_tracing():
+    provider, exporter = appkit.setup_tracing("conformance-pydantic-ai")
+    return provider, exporter
 
 
 async def main() -> int:
-    provider = setup_tracing()
+    provider, exporter = setup_tracing()
     client = AsyncOpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key="sk-conformance-dummy", max_retries=0)
     openai_provider = OpenAIProvider(openai_client=client)
     models = {name: OpenAIChatModel(name, provider=openai_provider) for name in ("gpt-4o-mini", "o4-mini")}
@@ -146,7 +108,7 @@ async def main() -> int:
         "error_classes": [{"stream": i["stream"], "error": i["error"], "cause": i["cause"]} for i in failed],
         "steps": {"agent": {AGENT_NAME: len(invocations)}, "tool": {"get_weather": TOOL_RUNS}, "retriever": {}},
         "streamed_ok_calls_by_model (TTFT expected)": {"gpt-4o-mini": 2, "o4-mini": 1},
-        **fakellm_truth(),
+        **appkit.fakellm_truth(),
         "library_gaps": [
             "the chat span of a streamed call that fails (HTTP 500 at stream open under run_stream) ends with "
             "status UNSET, no exception event, no usage: the failure is visible only on the invoke_agent span",
@@ -154,8 +116,8 @@ async def main() -> int:
             "cause (RateLimitError / InternalServerError) is not recorded",
         ],
     }
-    print_summary(suite=SUITE, agent=AGENT_NAME, invocations=invocations, spans_exported=EXPORTER.exported,
-                  truth=truth)
+    appkit.print_summary(suite=SUITE, agent=AGENT_NAME, invocations=invocations, spans_exported=exporter.exported,
+                         truth=truth)
     return 0
 
 
