@@ -88,12 +88,31 @@ pub struct LimitsConfig {
     /// message, and any request after gzip decompression (the OTel
     /// Collector's HTTP default is 20 MiB).
     pub max_request_bytes: usize,
+    /// Bytes per exported label value (chain, step, service, model, …):
+    /// longer values are cut at a UTF-8 boundary and end in `~` and a hash
+    /// of the whole value, so distinct values stay distinct series.
+    pub max_label_value_bytes: usize,
+    /// Label-value bytes one metric family may hold (summed over its label
+    /// sets); new label sets past it fold into `__overflow__`, which bounds
+    /// the size of `/metrics`.
+    pub max_series_bytes_per_family: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_request_bytes: 20 * 1024 * 1024,
+            max_label_value_bytes: crate::export::labels::DEFAULT_MAX_VALUE_BYTES,
+            max_series_bytes_per_family: crate::export::labels::DEFAULT_MAX_FAMILY_BYTES,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn label_limits(&self) -> crate::export::labels::LabelLimits {
+        crate::export::labels::LabelLimits {
+            max_value_bytes: self.max_label_value_bytes,
+            max_family_bytes: self.max_series_bytes_per_family,
         }
     }
 }
@@ -425,6 +444,19 @@ impl Config {
         }
         if self.limits.max_request_bytes > 1 << 30 {
             return Err(invalid("limits.max_request_bytes", "must be at most 1 GiB"));
+        }
+        let min = crate::export::labels::MIN_VALUE_BYTES;
+        if !(min..=65_536).contains(&self.limits.max_label_value_bytes) {
+            return Err(invalid(
+                "limits.max_label_value_bytes",
+                format!("must be from {min} to 65536"),
+            ));
+        }
+        if self.limits.max_series_bytes_per_family < self.limits.max_label_value_bytes {
+            return Err(invalid(
+                "limits.max_series_bytes_per_family",
+                "must be at least limits.max_label_value_bytes",
+            ));
         }
         if self.assembly.trace_timeout_ms == 0 {
             return Err(invalid(

@@ -55,7 +55,7 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
 
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::with_limits(config.limits.label_limits()));
         let forwarder =
             Forwarder::start(config, registry.clone()).context("starting forwarding")?;
         let pipeline = Arc::new(

@@ -30,6 +30,7 @@ pub const ASSEMBLY_INFERRED_ROOTS: &str = "chainpulse_assembly_inferred_roots_to
 pub const ASSEMBLY_LATE_SPANS: &str = "chainpulse_assembly_late_spans_total";
 pub const CARDINALITY_SERIES: &str = "chainpulse_cardinality_series";
 pub const CARDINALITY_LIMIT: &str = "chainpulse_cardinality_limit";
+pub const LABEL_VALUES_TRUNCATED: &str = "chainpulse_label_values_truncated_total";
 pub const CARDINALITY_OVERFLOW: &str = "chainpulse_cardinality_overflow_total";
 pub const INFLIGHT_REQUESTS: &str = "chainpulse_inflight_export_requests";
 pub const FORWARD_SPANS: &str = "chainpulse_forward_spans_total";
