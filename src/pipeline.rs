@@ -51,7 +51,7 @@ pub struct Pipeline {
     forwarder: Option<Arc<Forwarder>>,
 }
 
-const REQUEST_REJECT_REASONS: [&str; 13] = [
+const REQUEST_REJECT_REASONS: [&str; 15] = [
     "malformed_protobuf",
     "malformed_json",
     "invalid_utf8",
@@ -59,6 +59,8 @@ const REQUEST_REJECT_REASONS: [&str; 13] = [
     "too_large",
     "decompressed_too_large",
     "malformed_gzip",
+    "client_disconnected",
+    "body_timeout",
     "unsupported_encoding",
     "unsupported_media_type",
     "overloaded",

@@ -93,6 +93,9 @@ impl Server {
                 let pipeline = pipeline.clone();
                 move |r| size_limit_status(&pipeline, r)
             }))
+            .layer(crate::receive::grpc_body::ExportBodyLayer::new(
+                pipeline.clone(),
+            ))
             .add_service(traces)
             .add_service(KpiServiceServer::new(KpiGrpc::new(pipeline.clone())))
             .add_service(traces_only::metrics())

@@ -127,3 +127,163 @@ async fn huge_label_values_do_not_blow_up_metrics() {
     let truncated = common::value(&samples, "chainpulse_label_values_truncated_total", &[]);
     assert!(truncated > 0.0, "truncations are counted");
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+/// Two gzip members, each half of the fixture's spans (two protobuf
+/// messages concatenated are one message holding both).
+fn two_members() -> (Vec<u8>, f64) {
+    let req = ExportTraceServiceRequest::decode(&fixture("langchain-openinference.pb")[..])
+        .expect("fixture");
+    let spans: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    let bytes = req.encode_to_vec();
+    let mut body = gzip(&bytes);
+    body.extend(gzip(&bytes));
+    (body, 2.0 * spans as f64)
+}
+
+fn received(samples: &[chainpulse::export::text::Sample], protocol: &str) -> f64 {
+    common::value(
+        samples,
+        "chainpulse_spans_received_total",
+        &[("protocol", protocol)],
+    )
+}
+
+fn rejected(samples: &[chainpulse::export::text::Sample], reason: &str) -> f64 {
+    common::value(
+        samples,
+        "chainpulse_otlp_requests_rejected_total",
+        &[("reason", reason)],
+    )
+}
+
+/// Issue 13: a multi-member gzip body was acknowledged with only its first
+/// member decoded.
+#[tokio::test]
+async fn multi_member_gzip_is_read_whole_over_http() {
+    let server = start(test_config()).await;
+    let (body, spans) = two_members();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.addrs().http))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let m = common::scrape(&server).await;
+    assert_eq!(received(&m, "http_protobuf"), spans);
+
+    // Trailing garbage after a valid member is refused, not ignored.
+    let mut bad = gzip(&fixture("langchain-openinference.pb"));
+    bad.extend_from_slice(b"garbage after the member");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.addrs().http))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(bad)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let m = common::scrape(&server).await;
+    assert_eq!(rejected(&m, "malformed_gzip"), 1.0);
+}
+
+/// One gRPC message frame: flag, big-endian length, payload.
+fn grpc_frame(compressed: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![u8::from(compressed)];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+async fn grpc_post(
+    addr: std::net::SocketAddr,
+    body: Vec<u8>,
+    gzip: bool,
+) -> (Option<String>, Option<String>) {
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let mut req = client
+        .post(format!(
+            "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if gzip {
+        req = req.header("grpc-encoding", "gzip");
+    }
+    let resp = req.body(body).send().await.expect("send");
+    let h = |k: &str| {
+        resp.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let out = (h("grpc-status"), h("grpc-message"));
+    let _ = resp.bytes().await;
+    out
+}
+
+/// Issue 13: the same over gRPC (tonic itself decodes only the first
+/// member and ignores what follows).
+#[tokio::test]
+async fn multi_member_gzip_is_read_whole_over_grpc() {
+    let server = start(test_config()).await;
+    let (body, spans) = two_members();
+    grpc_post(server.addrs().grpc, grpc_frame(true, &body), true).await;
+    let m = common::scrape(&server).await;
+    assert_eq!(received(&m, "grpc"), spans);
+
+    let mut bad = gzip(&fixture("langchain-openinference.pb"));
+    bad.extend_from_slice(b"garbage after the member");
+    let (status, message) = grpc_post(server.addrs().grpc, grpc_frame(true, &bad), true).await;
+    assert_eq!(status.as_deref(), Some("3"), "{message:?}");
+    let m = common::scrape(&server).await;
+    assert_eq!(rejected(&m, "malformed_gzip"), 1.0);
+    assert_eq!(received(&m, "grpc"), spans);
+}
+
+/// Issue 13: a client that hangs up mid-body was counted as
+/// `malformed_protobuf`.
+#[tokio::test]
+async fn client_hang_up_is_a_transport_error() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(test_config()).await;
+    let mut s = tokio::net::TcpStream::connect(server.addrs().http)
+        .await
+        .expect("connect");
+    s.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n\
+          content-length: 100000\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    s.write_all(&[0u8; 1000]).await.expect("write");
+    drop(s);
+    let mut m = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        m = common::scrape(&server).await;
+        if rejected(&m, "client_disconnected") > 0.0 {
+            break;
+        }
+    }
+    assert_eq!(rejected(&m, "malformed_protobuf"), 0.0);
+    assert_eq!(rejected(&m, "client_disconnected"), 1.0);
+}

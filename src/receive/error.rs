@@ -20,6 +20,13 @@ pub enum IngestError {
         "request exceeds the limit of {limit} bytes once decompressed (limits.max_request_bytes)"
     )]
     DecompressedTooLarge { limit: usize },
+    /// The client went away (or broke the stream) before its body was
+    /// complete: a transport event, not bad data.
+    #[error("the client closed the connection or stream before the body was complete: {0}")]
+    ClientDisconnected(String),
+    /// The body did not arrive within `server.body_read_timeout_ms`.
+    #[error("the request body did not arrive within {ms} ms (server.body_read_timeout_ms)")]
+    BodyTimeout { ms: u64 },
     #[error("malformed gzip body: {0}")]
     MalformedGzip(String),
     #[error("unsupported Content-Encoding {0:?}; use gzip or none")]
@@ -55,6 +62,8 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::DecompressedTooLarge { .. } => "decompressed_too_large",
             IngestError::MalformedGzip(_) => "malformed_gzip",
+            IngestError::ClientDisconnected(_) => "client_disconnected",
+            IngestError::BodyTimeout { .. } => "body_timeout",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::Overloaded(_) => "overloaded",
@@ -86,6 +95,7 @@ impl IngestError {
             | IngestError::QueueFull { .. }
             | IngestError::ForwardQueue(_) => S::SERVICE_UNAVAILABLE,
             IngestError::UnknownPath { .. } => S::NOT_FOUND,
+            IngestError::BodyTimeout { .. } => S::REQUEST_TIMEOUT,
             _ => S::BAD_REQUEST,
         }
     }
@@ -110,6 +120,8 @@ impl IngestError {
                 tonic::Status::with_details(tonic::Code::ResourceExhausted, msg, details.into())
             }
             IngestError::UnknownPath { .. } => tonic::Status::unimplemented(msg),
+            IngestError::ClientDisconnected(_) => tonic::Status::cancelled(msg),
+            IngestError::BodyTimeout { .. } => tonic::Status::deadline_exceeded(msg),
             _ => tonic::Status::invalid_argument(msg),
         }
     }

@@ -13,7 +13,8 @@
 //! rejected) and failure a `google.rpc.Status`, both in the request's
 //! encoding. Limits: the body as sent and the body once decompressed are
 //! each capped at `limits.max_request_bytes`, and decompression stops as
-//! soon as the cap is passed, so a gzip bomb costs at most the cap.
+//! soon as the cap is passed, so a gzip bomb costs at most the cap. Every
+//! gzip member is read (see [`super::gzip`]).
 
 use super::{json, IngestError, Protocol};
 use crate::pipeline::{Accepted, Pipeline};
@@ -29,7 +30,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
-use std::io::Read;
 use std::sync::Arc;
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -127,7 +127,10 @@ async fn read_body(
                     limit,
                 }
             } else {
-                IngestError::MalformedProtobuf(format!("reading body: {e}"))
+                // A body that cannot be read is a transport failure (the
+                // client hung up, or broke the chunked encoding), not bad
+                // protobuf.
+                IngestError::ClientDisconnected(e.to_string())
             }
         })?
         .to_bytes();
@@ -150,19 +153,7 @@ fn decompress(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, In
     });
     match enc.as_deref() {
         None | Some("") | Some("identity") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => {
-            let mut out = Vec::with_capacity((raw.len() * 4).min(limit));
-            // Read at most limit + 1 bytes: one byte past the cap proves the
-            // body is too large without inflating the rest of it.
-            let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
-            decoder
-                .read_to_end(&mut out)
-                .map_err(|e| IngestError::MalformedGzip(e.to_string()))?;
-            if out.len() > limit {
-                return Err(IngestError::DecompressedTooLarge { limit });
-            }
-            Ok(Bytes::from(out))
-        }
+        Some("gzip") | Some("x-gzip") => super::gzip::inflate(&raw, limit),
         Some(other) => Err(IngestError::UnsupportedEncoding(other.to_owned())),
     }
 }

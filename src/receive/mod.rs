@@ -7,6 +7,8 @@
 
 pub mod error;
 pub mod grpc;
+pub mod grpc_body;
+pub mod gzip;
 pub mod http;
 pub mod json;
 pub mod validate;
