@@ -66,6 +66,21 @@ pub struct ServerConfig {
     /// Export requests processed at once before ingest answers
     /// "overloaded" (HTTP 503 / gRPC UNAVAILABLE) and `/readyz` fails.
     pub max_inflight_requests: usize,
+    /// HTTP/1.1 request headers must arrive within this (else the
+    /// connection is closed).
+    pub header_read_timeout_ms: u64,
+    /// A request body (HTTP, or a gRPC Export message) must arrive within
+    /// this, counted from the request's headers.
+    pub body_read_timeout_ms: u64,
+    /// A connection on which nothing is read or written for this long is
+    /// closed (each listener).
+    pub idle_timeout_ms: u64,
+    /// Open connections per listener (OTLP/gRPC, OTLP/HTTP, and the
+    /// metrics port each); past it new connections are closed at once, so
+    /// one port's clients cannot exhaust file descriptors for the others.
+    pub max_connections: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS on every listener.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +92,11 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: 10_000,
             worker_threads: 2,
             max_inflight_requests: 256,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 120_000,
+            max_connections: 1024,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -484,6 +504,26 @@ impl Config {
                 "server.max_inflight_requests",
                 "must be greater than 0",
             ));
+        }
+        for (key, v) in [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.max_concurrent_streams",
+                u64::from(self.server.max_concurrent_streams),
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         for (i, key) in self.labels.metadata.iter().enumerate() {
             if !is_label_name(key) {

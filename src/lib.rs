@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod forward;
+pub mod listen;
 pub mod loadgen;
 pub mod normalize;
 pub mod pipeline;

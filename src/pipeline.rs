@@ -48,6 +48,7 @@ pub struct Pipeline {
     inflight_gauge: Gauge,
     max_inflight: usize,
     max_request_bytes: usize,
+    body_read_timeout: std::time::Duration,
     forwarder: Option<Arc<Forwarder>>,
 }
 
@@ -136,6 +137,7 @@ impl Pipeline {
             inflight: AtomicUsize::new(0),
             max_inflight: config.server.max_inflight_requests,
             max_request_bytes: config.limits.max_request_bytes,
+            body_read_timeout: std::time::Duration::from_millis(config.server.body_read_timeout_ms),
             forwarder,
         })
     }
@@ -151,6 +153,12 @@ impl Pipeline {
 
     pub fn max_request_bytes(&self) -> usize {
         self.max_request_bytes
+    }
+
+    /// `server.body_read_timeout_ms`: how long a request body may take to
+    /// arrive, from its headers.
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        self.body_read_timeout
     }
 
     /// Ingests one `ExportTraceServiceRequest` in protobuf form. The slot

@@ -86,7 +86,10 @@ impl Server {
         // Larger HTTP/2 windows than the 64 KiB default: an SDK batch (512
         // LLM spans) is a few hundred KiB, which would otherwise wait on
         // several WINDOW_UPDATE round trips.
+        let conn_limits = crate::listen::ConnLimits::from_config(&config.server);
+        let gate = |name| crate::listen::Gate::new(pipeline.registry(), name, conn_limits);
         let grpc = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(config.server.max_concurrent_streams))
             .initial_stream_window_size(Some(1 << 20))
             .initial_connection_window_size(Some(4 << 20))
             .layer(tower::util::MapResponseLayer::new({
@@ -101,25 +104,25 @@ impl Server {
             .add_service(traces_only::metrics())
             .add_service(traces_only::logs())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                crate::listen::incoming(grpc_listener, gate("grpc")),
                 signal(&ingest_rx),
             );
         let grpc_task = tokio::spawn(async move { grpc.await.context("OTLP/gRPC server") });
 
         let http_app = http::router(pipeline.clone());
         let http_shutdown = signal(&ingest_rx);
+        let http_gate = gate("http");
         let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, http_app)
-                .with_graceful_shutdown(http_shutdown)
+            crate::listen::serve_http(http_listener, http_gate, http_app, http_shutdown)
                 .await
                 .context("OTLP/HTTP server")
         });
 
         let api_app = api::router(api.clone());
         let api_shutdown = signal(&api_rx);
+        let api_gate = gate("metrics");
         let api_task = tokio::spawn(async move {
-            axum::serve(api_listener, api_app)
-                .with_graceful_shutdown(api_shutdown)
+            crate::listen::serve_http(api_listener, api_gate, api_app, api_shutdown)
                 .await
                 .context("metrics server")
         });

@@ -287,3 +287,162 @@ async fn client_hang_up_is_a_transport_error() {
     assert_eq!(rejected(&m, "malformed_protobuf"), 0.0);
     assert_eq!(rejected(&m, "client_disconnected"), 1.0);
 }
+
+/// Starts an HTTP/1.1 upload that announces `len` bytes and then trickles
+/// one byte every 200 ms until dropped.
+fn trickle(addr: std::net::SocketAddr, len: usize) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+            return;
+        };
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n\
+             content-length: {len}\r\n\r\n"
+        );
+        if s.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        loop {
+            if s.write_all(b"\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+}
+
+async fn status_of(url: String) -> u16 {
+    reqwest::get(url).await.expect("get").status().as_u16()
+}
+
+/// Issue 13: the in-flight slot was taken before the body was read, so a
+/// few trickling uploads made every other exporter get 503 (and /readyz
+/// fail) for as long as they trickled.
+#[tokio::test]
+async fn trickling_uploads_do_not_stop_ingest() {
+    let mut config = test_config();
+    config.server.max_inflight_requests = 4;
+    config.server.body_read_timeout_ms = 1_500;
+    let server = start(config).await;
+    let slow: Vec<_> = (0..12)
+        .map(|_| trickle(server.addrs().http, 100_000))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            post_pb(server.addrs().http, fixture("langchain-openinference.pb")).await,
+            200,
+            "another exporter gets through"
+        );
+    }
+    assert_eq!(
+        status_of(format!("http://{}/readyz", server.addrs().metrics)).await,
+        200
+    );
+    // The trickling bodies are cut off at the body-read timeout.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let m = common::scrape(&server).await;
+    assert_eq!(rejected(&m, "body_timeout"), 12.0);
+    for t in slow {
+        t.abort();
+    }
+}
+
+/// True when the server closes `s` within `within`.
+async fn closed_by_server(s: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // a 408 or similar, then the close
+        }
+    }
+}
+
+/// Issue 13: no header-read or idle timeout; idle connections accumulated.
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = test_config();
+    config.server.header_read_timeout_ms = 300;
+    config.server.idle_timeout_ms = 300;
+    let server = start(config).await;
+    let secs = std::time::Duration::from_secs(3);
+    let mut slow = tokio::net::TcpStream::connect(server.addrs().http)
+        .await
+        .expect("connect");
+    slow.write_all(b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-ty")
+        .await
+        .expect("write");
+    assert!(closed_by_server(&mut slow, secs).await, "slow headers");
+    for addr in [server.addrs().http, server.addrs().grpc] {
+        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        assert!(
+            closed_by_server(&mut idle, secs).await,
+            "idle connection to {addr}"
+        );
+    }
+}
+
+/// Issue 13: nothing capped connections, so idle ones ran the process out
+/// of file descriptors and even /healthz stopped answering.
+#[tokio::test]
+async fn connection_cap_keeps_healthz_alive() {
+    let mut config = test_config();
+    config.server.max_connections = 8;
+    let server = start(config).await;
+    for addr in [server.addrs().http, server.addrs().grpc] {
+        let mut conns = Vec::new();
+        for _ in 0..20 {
+            conns.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut closed = 0;
+        for c in &mut conns {
+            if closed_by_server(c, std::time::Duration::from_millis(200)).await {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, 12, "connections past the cap on {addr} are closed");
+    }
+    assert_eq!(
+        status_of(format!("http://{}/healthz", server.addrs().metrics)).await,
+        200
+    );
+}
+
+/// The server's SETTINGS_MAX_CONCURRENT_STREAMS, read from its first
+/// SETTINGS frame on a prior-knowledge HTTP/2 connection.
+async fn advertised_max_streams(addr: std::net::SocketAddr) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.expect("frame header");
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.expect("frame payload");
+        if head[3] == 0x4 && head[4] & 0x1 == 0 {
+            return payload.chunks_exact(6).find_map(|e| {
+                (u16::from_be_bytes([e[0], e[1]]) == 0x3)
+                    .then(|| u32::from_be_bytes([e[2], e[3], e[4], e[5]]))
+            });
+        }
+    }
+}
+
+/// Issue 13: :4317 advertised no MAX_CONCURRENT_STREAMS.
+#[tokio::test]
+async fn both_http2_listeners_cap_concurrent_streams() {
+    let mut config = test_config();
+    config.server.max_concurrent_streams = 17;
+    let server = start(config).await;
+    assert_eq!(advertised_max_streams(server.addrs().grpc).await, Some(17));
+    assert_eq!(advertised_max_streams(server.addrs().http).await, Some(17));
+}

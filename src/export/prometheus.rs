@@ -228,6 +228,15 @@ impl Registry {
             "Label values shortened (with a hash suffix) or stripped of control characters, \
              once per label set created, by reason.",
         );
+        g(CONNECTIONS, "Open connections, by listener.");
+        c(
+            CONNECTIONS_REFUSED,
+            "Connections closed at accept because the listener was at server.max_connections.",
+        );
+        c(
+            CONNECTIONS_IDLE_CLOSED,
+            "Connections closed after server.idle_timeout_ms without traffic.",
+        );
         g(BUILD_INFO, "chainpulse build information.");
         g(PROCESS_RSS, "Resident memory of the chainpulse process.");
         g(

@@ -10,7 +10,11 @@
 //! - a gzip message is inflated whole (every member, trailing garbage
 //!   refused, see [`super::gzip`]), then handed on uncompressed (the
 //!   `grpc-encoding` header removed);
-//! - a stream the client resets or abandons is `client_disconnected`.
+//! - a stream the client resets or abandons is `client_disconnected`, one
+//!   that takes longer than `server.body_read_timeout_ms` `body_timeout`;
+//! - the service (and its in-flight slot) sees the call only once its
+//!   message is complete, so a trickling client holds a stream (capped by
+//!   `server.max_concurrent_streams`), never a slot.
 //!
 //! Other methods (the KPI service) pass through untouched.
 
@@ -106,13 +110,20 @@ async fn read_message(
     mut body: tonic::body::Body,
 ) -> Result<Bytes, IngestError> {
     let limit = pipeline.max_request_bytes();
+    let timeout = pipeline.body_read_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = BytesMut::new();
     let mut expected: Option<(bool, usize)> = None;
     loop {
-        let frame = match body.frame().await {
-            None => break,
-            Some(Ok(f)) => f,
-            Some(Err(e)) => return Err(IngestError::ClientDisconnected(e.to_string())),
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(IngestError::BodyTimeout {
+                    ms: timeout.as_millis() as u64,
+                })
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) => return Err(IngestError::ClientDisconnected(e.to_string())),
         };
         let Ok(data) = frame.into_data() else {
             continue; // trailers

@@ -84,13 +84,16 @@ async fn export_traces(
         Encoding::Protobuf => Protocol::HttpProtobuf,
         Encoding::Json => Protocol::HttpJson,
     };
-    let slot = match pipeline.try_begin(protocol) {
-        Ok(slot) => slot,
-        Err(e) => return error_response(encoding, &e),
-    };
+    // The body first, bounded in time (server.body_read_timeout_ms), and only
+    // then the in-flight slot: a client that trickles its body holds a
+    // connection, never a slot other exporters need.
     let body = match read_body(&pipeline, &headers, body, encoding).await {
         Ok(b) => b,
         Err(e) => return error_response(encoding, &pipeline.reject_transport(protocol, e)),
+    };
+    let slot = match pipeline.try_begin(protocol) {
+        Ok(slot) => slot,
+        Err(e) => return error_response(encoding, &e),
     };
     match pipeline.ingest(&slot, protocol, body).await {
         Ok(accepted) => success_response(encoding, accepted),
@@ -115,9 +118,12 @@ async fn read_body(
             return Err(IngestError::TooLarge { size: len, limit });
         }
     }
-    let raw = Limited::new(body, limit)
-        .collect()
+    let timeout = pipeline.body_read_timeout();
+    let raw = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
         .await
+        .map_err(|_| IngestError::BodyTimeout {
+            ms: timeout.as_millis() as u64,
+        })?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
