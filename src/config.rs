@@ -116,6 +116,11 @@ pub struct LimitsConfig {
     /// sets); new label sets past it fold into `__overflow__`, which bounds
     /// the size of `/metrics`.
     pub max_series_bytes_per_family: usize,
+    /// Bytes all requests being received and processed may hold at once:
+    /// HTTP bodies and gRPC messages as they arrive, and their inflated
+    /// form. Reserved before the bytes are buffered; past it requests are
+    /// refused with the retryable status and `/readyz` fails.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -124,6 +129,7 @@ impl Default for LimitsConfig {
             max_request_bytes: 20 * 1024 * 1024,
             max_label_value_bytes: crate::export::labels::DEFAULT_MAX_VALUE_BYTES,
             max_series_bytes_per_family: crate::export::labels::DEFAULT_MAX_FAMILY_BYTES,
+            max_inflight_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -464,6 +470,12 @@ impl Config {
         }
         if self.limits.max_request_bytes > 1 << 30 {
             return Err(invalid("limits.max_request_bytes", "must be at most 1 GiB"));
+        }
+        if self.limits.max_inflight_bytes < self.limits.max_request_bytes {
+            return Err(invalid(
+                "limits.max_inflight_bytes",
+                "must be at least limits.max_request_bytes",
+            ));
         }
         let min = crate::export::labels::MIN_VALUE_BYTES;
         if !(min..=65_536).contains(&self.limits.max_label_value_bytes) {

@@ -49,10 +49,11 @@ pub struct Pipeline {
     max_inflight: usize,
     max_request_bytes: usize,
     body_read_timeout: std::time::Duration,
+    memory: Arc<crate::receive::budget::MemoryBudget>,
     forwarder: Option<Arc<Forwarder>>,
 }
 
-const REQUEST_REJECT_REASONS: [&str; 15] = [
+const REQUEST_REJECT_REASONS: [&str; 16] = [
     "malformed_protobuf",
     "malformed_json",
     "invalid_utf8",
@@ -62,6 +63,7 @@ const REQUEST_REJECT_REASONS: [&str; 15] = [
     "malformed_gzip",
     "client_disconnected",
     "body_timeout",
+    "memory_limit",
     "unsupported_encoding",
     "unsupported_media_type",
     "overloaded",
@@ -131,6 +133,11 @@ impl Pipeline {
                 forwarder.as_ref().and_then(|f| f.sampler()),
             )),
             inflight_gauge: registry.gauge(INFLIGHT_REQUESTS, &[]),
+            memory: crate::receive::budget::MemoryBudget::new(
+                &registry,
+                config.limits.max_inflight_bytes,
+                config.limits.max_request_bytes,
+            ),
             registry,
             protocols,
             spans_rejected,
@@ -153,6 +160,11 @@ impl Pipeline {
 
     pub fn max_request_bytes(&self) -> usize {
         self.max_request_bytes
+    }
+
+    /// The in-flight memory budget (`limits.max_inflight_bytes`).
+    pub fn memory(&self) -> &Arc<crate::receive::budget::MemoryBudget> {
+        &self.memory
     }
 
     /// `server.body_read_timeout_ms`: how long a request body may take to

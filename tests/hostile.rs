@@ -446,3 +446,78 @@ async fn both_http2_listeners_cap_concurrent_streams() {
     assert_eq!(advertised_max_streams(server.addrs().grpc).await, Some(17));
     assert_eq!(advertised_max_streams(server.addrs().http).await, Some(17));
 }
+
+/// Issue 13: memory was not bounded by admission: bodies and gRPC messages
+/// were buffered whole before any check, so a few half-sent requests held
+/// hundreds of MiB while /readyz said ready.
+#[tokio::test]
+async fn one_memory_budget_for_everything_in_flight() {
+    let mut config = test_config();
+    config.limits.max_request_bytes = 512 * 1024;
+    config.limits.max_inflight_bytes = 1024 * 1024;
+    let server = start(config).await;
+    // Two half-sent 400 KiB uploads hold 800 KiB of the 1 MiB budget.
+    let slow: Vec<_> = (0..2)
+        .map(|_| trickle(server.addrs().http, 400 * 1024))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let m = common::scrape(&server).await;
+    assert_eq!(
+        common::value(&m, "chainpulse_inflight_bytes", &[]),
+        800.0 * 1024.0
+    );
+    // A third that would not fit is refused before its body is buffered,
+    // with the status exporters retry.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.addrs().http))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0u8; 300 * 1024])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    // gRPC shares the budget: RESOURCE_EXHAUSTED with a RetryInfo.
+    let mut big = ExportTraceServiceRequest::decode(&fixture("langchain-openinference.pb")[..])
+        .expect("fixture");
+    big.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(300 * 1024);
+    let e = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+        format!("http://{}", server.addrs().grpc),
+    )
+    .await
+    .expect("connect")
+    .export(big)
+    .await
+    .expect_err("over the budget");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(!e.details().is_empty(), "RetryInfo attached");
+    let ready = reqwest::get(format!("http://{}/readyz", server.addrs().metrics))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.expect("text").contains("memory"));
+    let m = common::scrape(&server).await;
+    assert_eq!(rejected(&m, "memory_limit"), 2.0);
+    // Small requests still fit next to the trickling ones.
+    assert_eq!(
+        post_pb(server.addrs().http, fixture("langchain-openinference.pb")).await,
+        200
+    );
+    for t in slow {
+        t.abort();
+    }
+    // Released when the uploads go away.
+    let mut used = f64::NAN;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        used = common::value(
+            &common::scrape(&server).await,
+            "chainpulse_inflight_bytes",
+            &[],
+        );
+        if used == 0.0 {
+            break;
+        }
+    }
+    assert_eq!(used, 0.0);
+}

@@ -68,6 +68,15 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         );
         return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
     }
+    let memory = state.pipeline.memory();
+    if memory.nearly_full() {
+        let msg = format!(
+            "not ready: in-flight memory budget nearly used up ({} of {} bytes, limits.max_inflight_bytes)\n",
+            memory.used(),
+            memory.max()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     (StatusCode::OK, "ready\n").into_response()
 }
 

@@ -229,6 +229,14 @@ impl Registry {
              once per label set created, by reason.",
         );
         g(CONNECTIONS, "Open connections, by listener.");
+        g(
+            INFLIGHT_BYTES,
+            "Bytes reserved by requests being received and processed (bodies, gRPC messages, inflated data).",
+        );
+        g(
+            INFLIGHT_BYTES_LIMIT,
+            "The in-flight memory budget (limits.max_inflight_bytes).",
+        );
         c(
             CONNECTIONS_REFUSED,
             "Connections closed at accept because the listener was at server.max_connections.",

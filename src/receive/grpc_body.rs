@@ -10,6 +10,10 @@
 //! - a gzip message is inflated whole (every member, trailing garbage
 //!   refused, see [`super::gzip`]), then handed on uncompressed (the
 //!   `grpc-encoding` header removed);
+//! - the message is reserved in the in-flight memory budget
+//!   (`limits.max_inflight_bytes`) from its prefix, before it is buffered,
+//!   and its inflated bytes as they are produced; the reservation is held
+//!   until the call is answered;
 //! - a stream the client resets or abandons is `client_disconnected`, one
 //!   that takes longer than `server.body_read_timeout_ms` `body_timeout`;
 //! - the service (and its in-flight slot) sees the call only once its
@@ -18,6 +22,7 @@
 //!
 //! Other methods (the KPI service) pass through untouched.
 
+use super::budget::Reservation;
 use super::{IngestError, Protocol};
 use crate::pipeline::Pipeline;
 use bytes::{Buf, Bytes, BytesMut};
@@ -83,7 +88,8 @@ where
         let pipeline = self.pipeline.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            match read_message(&pipeline, &parts.headers, body).await {
+            let mut reservation = pipeline.memory().reservation();
+            match read_message(&pipeline, &parts.headers, body, &mut reservation).await {
                 Ok(message) => {
                     parts.headers.remove("grpc-encoding");
                     let mut framed = BytesMut::with_capacity(5 + message.len());
@@ -92,7 +98,9 @@ where
                     framed.extend_from_slice(&message);
                     drop(message);
                     let body = tonic::body::Body::new(http_body_util::Full::new(framed.freeze()));
-                    inner.call(http::Request::from_parts(parts, body)).await
+                    let response = inner.call(http::Request::from_parts(parts, body)).await;
+                    drop(reservation);
+                    response
                 }
                 Err(e) => {
                     let e = pipeline.reject_transport(Protocol::Grpc, e);
@@ -108,6 +116,7 @@ async fn read_message(
     pipeline: &Pipeline,
     headers: &http::HeaderMap,
     mut body: tonic::body::Body,
+    reservation: &mut Reservation,
 ) -> Result<Bytes, IngestError> {
     let limit = pipeline.max_request_bytes();
     let timeout = pipeline.body_read_timeout();
@@ -128,6 +137,9 @@ async fn read_message(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        // Reserved before it is kept: the whole message once its prefix
+        // has announced its length, the bytes themselves until then.
+        reservation.grow_to(buf.len() + data.len())?;
         buf.extend_from_slice(&data);
         if expected.is_none() && buf.len() >= 5 {
             let compressed = buf[0] != 0;
@@ -135,6 +147,7 @@ async fn read_message(
             if len > limit {
                 return Err(IngestError::TooLarge { size: len, limit });
             }
+            reservation.grow_to(5 + len)?;
             buf.reserve((5 + len).saturating_sub(buf.len()));
             expected = Some((compressed, len));
         }
@@ -173,7 +186,7 @@ async fn read_message(
             .to_ascii_lowercase()
     });
     match encoding.as_deref() {
-        Some("gzip") => super::gzip::inflate(&message, limit),
+        Some("gzip") => super::gzip::inflate_reserved(&message, limit, Some(reservation)),
         Some(other) => Err(IngestError::UnsupportedEncoding(other.to_owned())),
         None => Err(IngestError::MalformedProtobuf(
             "compressed message without a grpc-encoding header".into(),

@@ -6,18 +6,40 @@
 //! rather than silently dropped, since the request is acknowledged whole.
 //! Inflation stops one byte past `limit`, so a bomb costs at most the limit.
 
+use super::budget::Reservation;
 use super::IngestError;
 use bytes::Bytes;
 use std::io::Read;
 
 pub fn inflate(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
-    let mut out = Vec::with_capacity((raw.len().saturating_mul(4)).min(limit));
-    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::MalformedGzip(e.to_string()))?;
-    if out.len() > limit {
-        return Err(IngestError::DecompressedTooLarge { limit });
+    inflate_reserved(raw, limit, None)
+}
+
+/// As [`inflate`], reserving each inflated chunk in `budget` before it is
+/// kept (so inflation stops when the in-flight memory budget is used up).
+pub fn inflate_reserved(
+    raw: &[u8],
+    limit: usize,
+    mut budget: Option<&mut Reservation>,
+) -> Result<Bytes, IngestError> {
+    const CHUNK: usize = 64 * 1024;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw);
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(IngestError::MalformedGzip(e.to_string())),
+        };
+        if out.len() + n > limit {
+            return Err(IngestError::DecompressedTooLarge { limit });
+        }
+        if let Some(b) = budget.as_deref_mut() {
+            b.grow(n)?;
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
     Ok(Bytes::from(out))
 }
