@@ -156,6 +156,10 @@ pub struct AssemblyConfig {
     /// How long a finished trace's chain name is remembered for spans that
     /// arrive after their root.
     pub completed_ttl_ms: u64,
+    /// Bytes the held spans may keep (each holds a copy of its names,
+    /// model, tags and metadata, never the request it came in); past it
+    /// the oldest trace is released early.
+    pub max_held_bytes: usize,
 }
 
 impl Default for AssemblyConfig {
@@ -165,6 +169,7 @@ impl Default for AssemblyConfig {
             max_traces: 20_000,
             max_spans: 200_000,
             completed_ttl_ms: 30_000,
+            max_held_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -498,6 +503,9 @@ impl Config {
         }
         if self.assembly.max_traces == 0 {
             return Err(invalid("assembly.max_traces", "must be greater than 0"));
+        }
+        if self.assembly.max_held_bytes < 64 * 1024 {
+            return Err(invalid("assembly.max_held_bytes", "must be at least 65536"));
         }
         if self.assembly.max_spans == 0 {
             return Err(invalid("assembly.max_spans", "must be greater than 0"));

@@ -521,3 +521,95 @@ async fn one_memory_budget_for_everything_in_flight() {
     }
     assert_eq!(used, 0.0);
 }
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// One request of about `pad` bytes: a tiny child span that will wait for
+/// a root that never comes, next to a finished trace carrying the padding.
+fn waiting_span_request(i: u32, pad: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let mut trace = [0u8; 16];
+    trace[..4].copy_from_slice(&i.to_be_bytes());
+    trace[15] = 1;
+    let mut other = trace;
+    other[15] = 2;
+    let span = |trace_id: [u8; 16], parent: Vec<u8>, name: &str, attrs: Vec<KeyValue>| Span {
+        trace_id: trace_id.to_vec(),
+        span_id: vec![1, 2, 3, 4, 5, 6, 7, (i % 250) as u8 + 1],
+        parent_span_id: parent,
+        name: name.to_owned(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_001_000_000_000,
+        attributes: attrs,
+        ..Default::default()
+    };
+    let padding = KeyValue {
+        key: "padding".into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue("p".repeat(pad))),
+        }),
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    span(trace, vec![9; 8], "waiting_child", Vec::new()),
+                    span(other, Vec::new(), "finished_root", vec![padding]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Issue 13: runs parked in the assembler (children waiting for their
+/// root) kept whole request buffers alive: memory grew with the bytes
+/// received in `trace_timeout_ms`, not with `assembly.max_spans`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_spans_do_not_pin_request_buffers() {
+    let mut config = test_config();
+    config.assembly.trace_timeout_ms = 600_000;
+    let server = start(config).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/traces", server.addrs().http);
+    let send = |i: u32| {
+        let body = waiting_span_request(i, 256 * 1024);
+        let req = client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(body);
+        async move { req.send().await.expect("send").status().as_u16() }
+    };
+    // Warm up (allocator, series), then measure 800 more requests.
+    for i in 0..50 {
+        assert_eq!(send(i).await, 200);
+    }
+    let before = rss_bytes();
+    for i in 50..850 {
+        assert_eq!(send(i).await, 200);
+    }
+    let after = rss_bytes();
+    let m = common::scrape(&server).await;
+    assert_eq!(common::value(&m, "chainpulse_assembly_spans", &[]), 850.0);
+    let grown = after.saturating_sub(before);
+    eprintln!(
+        "RSS {} MiB -> {} MiB (+{} MiB) with 850 waiting spans sent in 256 KiB requests",
+        before >> 20,
+        after >> 20,
+        grown >> 20
+    );
+    assert!(
+        grown < 64 << 20,
+        "800 waiting spans grew RSS by {} MiB",
+        grown >> 20
+    );
+}

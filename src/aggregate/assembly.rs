@@ -10,7 +10,13 @@
 //!   * traces and spans held: past either cap the oldest trace is released
 //!     the same way;
 //!   * finished traces are remembered (chain name only) for `completed_ttl`,
-//!     and at most `max_traces` of them, so a late child still gets its chain.
+//!     and at most `max_traces` of them, so a late child still gets its chain;
+//!   * bytes held: a parked run owns copies of its few text fields (see
+//!     [`park`]) instead of slices of the request it came in, and past
+//!     `max_held_bytes` of those the oldest trace is released early. So a
+//!     tiny waiting span never keeps a large request body (or a
+//!     connection's read buffer) alive: memory is bounded by the limits
+//!     above, not by the bytes received within `trace_timeout`.
 
 use crate::config::AssemblyConfig;
 use crate::normalize::{ChainRun, TraceId};
@@ -65,7 +71,36 @@ pub struct AssemblyStats {
 
 struct Pending {
     runs: Vec<ChainRun>,
+    bytes: usize,
     since: Instant,
+}
+
+/// Detaches a run that is about to wait: every text field is copied out of
+/// the request buffer it slices (so the buffer can be freed), and inputs /
+/// outputs, which only forwarding reads (from the request itself, before
+/// assembly), are dropped. Returns the bytes the run now holds.
+pub fn park(run: &mut ChainRun) -> usize {
+    use crate::normalize::Text;
+    fn own(t: &mut Text) -> usize {
+        *t = Text::from(t.as_str());
+        t.len()
+    }
+    fn own_opt(t: &mut Option<Text>) -> usize {
+        t.as_mut().map_or(0, own)
+    }
+    run.inputs = None;
+    run.outputs = None;
+    let mut bytes = std::mem::size_of::<ChainRun>() + own(&mut run.name);
+    bytes += own_opt(&mut run.model) + own_opt(&mut run.response_model);
+    bytes += own_opt(&mut run.provider) + own_opt(&mut run.error_type);
+    bytes += own_opt(&mut run.session_id) + own_opt(&mut run.user_id);
+    for t in &mut run.tags {
+        bytes += own(t) + std::mem::size_of::<Text>();
+    }
+    for (k, v) in &mut run.metadata {
+        bytes += own(k) + own(v) + 2 * std::mem::size_of::<Text>();
+    }
+    bytes
 }
 
 pub struct Assembler {
@@ -76,6 +111,8 @@ pub struct Assembler {
     completed: HashMap<TraceId, (Arc<str>, Instant), RandomState>,
     completed_order: VecDeque<(TraceId, Instant)>,
     spans_held: usize,
+    bytes_held: usize,
+    max_bytes: usize,
     timeout: Duration,
     completed_ttl: Duration,
     max_traces: usize,
@@ -91,6 +128,8 @@ impl Assembler {
             completed: HashMap::default(),
             completed_order: VecDeque::new(),
             spans_held: 0,
+            bytes_held: 0,
+            max_bytes: cfg.max_held_bytes,
             timeout: cfg.trace_timeout(),
             completed_ttl: cfg.completed_ttl(),
             max_traces: cfg.max_traces,
@@ -105,6 +144,11 @@ impl Assembler {
 
     pub fn spans_held(&self) -> usize {
         self.spans_held
+    }
+
+    /// Bytes the parked runs hold (their copied text fields).
+    pub fn bytes_held(&self) -> usize {
+        self.bytes_held
     }
 
     /// Takes one run; appends whatever became ready to `out`.
@@ -123,6 +167,7 @@ impl Assembler {
             out.push(Labeled::new(run, chain.clone(), true));
             if let Some(p) = self.pending.remove(&trace_id) {
                 self.spans_held -= p.runs.len();
+                self.bytes_held -= p.bytes;
                 out.extend(
                     p.runs
                         .into_iter()
@@ -138,16 +183,24 @@ impl Assembler {
             return;
         }
         let trace_id = run.trace_id;
+        let mut run = run;
+        let bytes = park(&mut run);
         let pending = self.pending.entry(trace_id).or_insert_with(|| {
             self.order.push_back((trace_id, now));
             Pending {
                 runs: Vec::new(),
+                bytes: 0,
                 since: now,
             }
         });
         pending.runs.push(run);
+        pending.bytes += bytes;
         self.spans_held += 1;
-        while self.pending.len() > self.max_traces || self.spans_held > self.max_spans {
+        self.bytes_held += bytes;
+        while self.pending.len() > self.max_traces
+            || self.spans_held > self.max_spans
+            || self.bytes_held > self.max_bytes
+        {
             if !self.evict_oldest(Eviction::Capacity, now, out) {
                 break;
             }
@@ -205,6 +258,7 @@ impl Assembler {
                 continue;
             };
             self.spans_held -= p.runs.len();
+            self.bytes_held -= p.bytes;
             match why {
                 Eviction::Timeout => self.stats.evicted_timeout += 1,
                 Eviction::Capacity => self.stats.evicted_capacity += 1,
