@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Readers hold the ingest lock at most 1 / this of the time.
+const READER_SHARE_DIVISOR: u32 = 8;
+
 /// What an accepted export request yielded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accepted {
@@ -50,6 +53,8 @@ pub struct Pipeline {
     max_request_bytes: usize,
     body_read_timeout: std::time::Duration,
     memory: Arc<crate::receive::budget::MemoryBudget>,
+    /// When the next aggregator reader may take the lock.
+    next_read: tokio::sync::Mutex<tokio::time::Instant>,
     forwarder: Option<Arc<Forwarder>>,
 }
 
@@ -145,13 +150,30 @@ impl Pipeline {
             max_inflight: config.server.max_inflight_requests,
             max_request_bytes: config.limits.max_request_bytes,
             body_read_timeout: std::time::Duration::from_millis(config.server.body_read_timeout_ms),
+            next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             forwarder,
         })
     }
 
-    /// Reads the aggregator (KPI API); holds its lock for the call.
+    /// Reads the aggregator; holds its lock for the call.
     pub fn with_aggregator<T>(&self, f: impl FnOnce(&Aggregator) -> T) -> T {
         f(&self.aggregator.lock())
+    }
+
+    /// Reads the aggregator for a reader (the KPI API) without starving
+    /// ingest: readers go one at a time, and after a read that held the
+    /// lock for `t` the next one waits until `READER_SHARE_DIVISOR × t` has
+    /// passed, so back-to-back readers hold the ingest lock at most
+    /// 1 / `READER_SHARE_DIVISOR` of the time (the caller keeps the work
+    /// that needs no lock, such as building the answer, outside `f`).
+    pub async fn read_aggregator<T>(&self, f: impl FnOnce(&Aggregator) -> T) -> T {
+        let mut next = self.next_read.lock().await;
+        tokio::time::sleep_until(*next).await;
+        let started = std::time::Instant::now();
+        let out = f(&self.aggregator.lock());
+        let held = started.elapsed();
+        *next = tokio::time::Instant::now() + held * READER_SHARE_DIVISOR;
+        out
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

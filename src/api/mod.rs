@@ -97,7 +97,7 @@ async fn kpis(
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
-    let chains = q.run(&state.pipeline);
+    let chains = q.run(&state.pipeline).await;
     Json(serde_json::json!({ "window": q.window.to_string(), "chains": chains })).into_response()
 }
 
@@ -110,5 +110,5 @@ async fn top(
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
-    Json(q.run(&state.pipeline)).into_response()
+    Json(q.run(&state.pipeline).await).into_response()
 }
