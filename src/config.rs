@@ -754,13 +754,13 @@ fn check_secret_syntax(template: &str) -> Result<(), String> {
         };
         let reference = &tail[..end];
         match reference.split_once(':') {
-            Some(("env", name)) if name.is_empty() => {
+            Some(("env", "")) => {
                 return Err("empty environment variable name in \"${env:}\"".into())
             }
             Some(("env", name)) if name.contains(['=', '\0', '$']) => {
                 return Err(format!("{name:?} is not a valid environment variable name"))
             }
-            Some(("file", path)) if path.is_empty() => {
+            Some(("file", "")) => {
                 return Err("empty file path in \"${file:}\"".into())
             }
             Some(("env" | "file", target)) if target.contains("${") => {

@@ -250,19 +250,14 @@ impl KpiTracker {
                     s.clone(),
                     c.clone(),
                     k.stats.snapshot(window, now),
-                    k.targets.clone(),
+                    k.targets,
                 )
             })
             .collect();
         if service.is_none() && chain.is_none() {
             if let Some(k) = &self.overflow {
                 let o: Arc<str> = Arc::from(OVERFLOW_LABEL);
-                chains.push((
-                    o.clone(),
-                    o,
-                    k.stats.snapshot(window, now),
-                    k.targets.clone(),
-                ));
+                chains.push((o.clone(), o, k.stats.snapshot(window, now), k.targets));
             }
         }
         KpiSnapshots { chains }
