@@ -66,6 +66,21 @@ pub struct ServerConfig {
     /// Export requests processed at once before ingest answers
     /// "overloaded" (HTTP 503 / gRPC UNAVAILABLE) and `/readyz` fails.
     pub max_inflight_requests: usize,
+    /// HTTP/1.1 request headers must arrive within this (else the
+    /// connection is closed).
+    pub header_read_timeout_ms: u64,
+    /// A request body (HTTP, or a gRPC Export message) must arrive within
+    /// this, counted from the request's headers.
+    pub body_read_timeout_ms: u64,
+    /// A connection on which nothing is read or written for this long is
+    /// closed (each listener).
+    pub idle_timeout_ms: u64,
+    /// Open connections per listener (OTLP/gRPC, OTLP/HTTP, and the
+    /// metrics port each); past it new connections are closed at once, so
+    /// one port's clients cannot exhaust file descriptors for the others.
+    pub max_connections: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS on every listener.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +92,11 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: 10_000,
             worker_threads: 2,
             max_inflight_requests: 256,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 120_000,
+            max_connections: 1024,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -88,12 +108,37 @@ pub struct LimitsConfig {
     /// message, and any request after gzip decompression (the OTel
     /// Collector's HTTP default is 20 MiB).
     pub max_request_bytes: usize,
+    /// Bytes per exported label value (chain, step, service, model, …):
+    /// longer values are cut at a UTF-8 boundary and end in `~` and a hash
+    /// of the whole value, so distinct values stay distinct series.
+    pub max_label_value_bytes: usize,
+    /// Label-value bytes one metric family may hold (summed over its label
+    /// sets); new label sets past it fold into `__overflow__`, which bounds
+    /// the size of `/metrics`.
+    pub max_series_bytes_per_family: usize,
+    /// Bytes all requests being received and processed may hold at once:
+    /// HTTP bodies and gRPC messages as they arrive, and their inflated
+    /// form. Reserved before the bytes are buffered; past it requests are
+    /// refused with the retryable status and `/readyz` fails.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_request_bytes: 20 * 1024 * 1024,
+            max_label_value_bytes: crate::export::labels::DEFAULT_MAX_VALUE_BYTES,
+            max_series_bytes_per_family: crate::export::labels::DEFAULT_MAX_FAMILY_BYTES,
+            max_inflight_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn label_limits(&self) -> crate::export::labels::LabelLimits {
+        crate::export::labels::LabelLimits {
+            max_value_bytes: self.max_label_value_bytes,
+            max_family_bytes: self.max_series_bytes_per_family,
         }
     }
 }
@@ -111,6 +156,10 @@ pub struct AssemblyConfig {
     /// How long a finished trace's chain name is remembered for spans that
     /// arrive after their root.
     pub completed_ttl_ms: u64,
+    /// Bytes the held spans may keep (each holds a copy of its names,
+    /// model, tags and metadata, never the request it came in); past it
+    /// the oldest trace is released early.
+    pub max_held_bytes: usize,
 }
 
 impl Default for AssemblyConfig {
@@ -120,6 +169,7 @@ impl Default for AssemblyConfig {
             max_traces: 20_000,
             max_spans: 200_000,
             completed_ttl_ms: 30_000,
+            max_held_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -426,6 +476,25 @@ impl Config {
         if self.limits.max_request_bytes > 1 << 30 {
             return Err(invalid("limits.max_request_bytes", "must be at most 1 GiB"));
         }
+        if self.limits.max_inflight_bytes < self.limits.max_request_bytes {
+            return Err(invalid(
+                "limits.max_inflight_bytes",
+                "must be at least limits.max_request_bytes",
+            ));
+        }
+        let min = crate::export::labels::MIN_VALUE_BYTES;
+        if !(min..=65_536).contains(&self.limits.max_label_value_bytes) {
+            return Err(invalid(
+                "limits.max_label_value_bytes",
+                format!("must be from {min} to 65536"),
+            ));
+        }
+        if self.limits.max_series_bytes_per_family < self.limits.max_label_value_bytes {
+            return Err(invalid(
+                "limits.max_series_bytes_per_family",
+                "must be at least limits.max_label_value_bytes",
+            ));
+        }
         if self.assembly.trace_timeout_ms == 0 {
             return Err(invalid(
                 "assembly.trace_timeout_ms",
@@ -434,6 +503,9 @@ impl Config {
         }
         if self.assembly.max_traces == 0 {
             return Err(invalid("assembly.max_traces", "must be greater than 0"));
+        }
+        if self.assembly.max_held_bytes < 64 * 1024 {
+            return Err(invalid("assembly.max_held_bytes", "must be at least 65536"));
         }
         if self.assembly.max_spans == 0 {
             return Err(invalid("assembly.max_spans", "must be greater than 0"));
@@ -453,6 +525,26 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        for (key, v) in [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.max_concurrent_streams",
+                u64::from(self.server.max_concurrent_streams),
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
         for (i, key) in self.labels.metadata.iter().enumerate() {
             if !is_label_name(key) {
                 return Err(invalid(
@@ -469,8 +561,44 @@ impl Config {
                 ));
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        for (i, key) in self.labels.metadata.iter().enumerate() {
+            if !seen.insert(key.clone()) {
+                return Err(invalid(
+                    &format!("labels.metadata[{i}]"),
+                    format!("{key:?} is listed twice"),
+                ));
+            }
+        }
+        for (i, tag) in self.labels.tags.iter().enumerate() {
+            let label = format!("tag_{tag}");
+            if self.labels.tags[..i].contains(tag) {
+                return Err(invalid(
+                    &format!("labels.tags[{i}]"),
+                    format!("{tag:?} is listed twice"),
+                ));
+            }
+            if self.labels.metadata.contains(&label) {
+                return Err(invalid(
+                    &format!("labels.tags[{i}]"),
+                    format!("its label {label} is also a promoted metadata key"),
+                ));
+            }
+        }
         self.validate_slo()?;
         self.forward.resolve()?;
+        let forward = toml::Value::try_from(&self.forward)
+            .map_err(|e| invalid("forward", format!("cannot be checked: {e}")))?;
+        let mut secrets = Ok(());
+        walk(&forward, "forward", &mut |path, value| {
+            let holds_secrets = path.contains(".headers.") || path.contains(".basic_auth.");
+            if let (true, Ok(()), toml::Value::String(v)) = (holds_secrets, &secrets, value) {
+                if let Err(m) = check_secret_syntax(v) {
+                    secrets = Err(invalid(path, m));
+                }
+            }
+        });
+        secrets?;
         for (i, b) in self.budgets.iter().enumerate() {
             if !(b.usd.is_finite() && b.usd > 0.0) {
                 return Err(invalid(
@@ -539,13 +667,42 @@ impl Config {
         Ok(())
     }
 
+    /// Checks that need the file system (`check-config`): every TLS file a
+    /// destination names can be read and holds what it should (a CA bundle
+    /// or client certificate at least one PEM certificate, a key file a PEM
+    /// private key). `run` would otherwise accept a CA file with no
+    /// certificate silently, or fail later.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let forward = toml::Value::try_from(&self.forward)
+            .map_err(|e| invalid("forward", format!("cannot be checked: {e}")))?;
+        let mut result = Ok(());
+        walk(&forward, "forward", &mut |path, value| {
+            if result.is_err() || !path.contains(".tls.") {
+                return;
+            }
+            let toml::Value::String(file) = value else {
+                return;
+            };
+            let (marker, what) = if path.ends_with(".key_file") {
+                ("PRIVATE KEY-----", "a PEM private key")
+            } else {
+                ("-----BEGIN CERTIFICATE-----", "a PEM certificate")
+            };
+            result = check_pem(path, file, marker, what);
+        });
+        result
+    }
+
     /// The effective configuration as TOML (for `check-config`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
 
-const RESERVED_LABELS: [&str; 9] = [
+/// Label names chainpulse's own families use (a promoted label may not
+/// repeat one: Prometheus rejects a whole scrape with a duplicate label
+/// name), including `le` / `quantile` of histograms and summaries.
+const RESERVED_LABELS: [&str; 12] = [
     "service",
     "chain",
     "kind",
@@ -555,7 +712,92 @@ const RESERVED_LABELS: [&str; 9] = [
     "model",
     "type",
     "error_type",
+    "result",
+    "le",
+    "quantile",
 ];
+
+/// Calls `f` on every leaf of `value` with its key path (`a.b[0].c`).
+fn walk(value: &toml::Value, path: &str, f: &mut impl FnMut(&str, &toml::Value)) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                walk(v, &format!("{path}.{k}"), f);
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                walk(v, &format!("{path}[{i}]"), f);
+            }
+        }
+        leaf => f(path, leaf),
+    }
+}
+
+/// The syntax of secret references (`${env:NAME}`, `${file:PATH}`, `$${`
+/// for a literal `${`), as the forwarder resolves them at start-up: checked
+/// at load so `check-config` catches what would otherwise fail `run`.
+fn check_secret_syntax(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            rest = tail;
+            continue;
+        }
+        let Some(tail) = after.strip_prefix("${") else {
+            rest = &after[1..];
+            continue;
+        };
+        let Some(end) = tail.find('}') else {
+            return Err("unterminated \"${\" (write \"$${\" for a literal \"${\")".into());
+        };
+        let reference = &tail[..end];
+        match reference.split_once(':') {
+            Some(("env", "")) => {
+                return Err("empty environment variable name in \"${env:}\"".into())
+            }
+            Some(("env", name)) if name.contains(['=', '\0', '$']) => {
+                return Err(format!("{name:?} is not a valid environment variable name"))
+            }
+            Some(("file", "")) => {
+                return Err("empty file path in \"${file:}\"".into())
+            }
+            Some(("env" | "file", target)) if target.contains("${") => {
+                return Err("nested references are not supported".into())
+            }
+            Some(("env" | "file", _)) => {}
+            Some((other, _)) => {
+                return Err(format!(
+                    "unknown secret source {other:?} in \"${{{reference}}}\" (expected \"env\" or \"file\")"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "\"${{{reference}}}\" should be \"${{env:NAME}}\" or \"${{file:PATH}}\""
+                ))
+            }
+        }
+        rest = &tail[end + 1..];
+    }
+    Ok(())
+}
+
+/// Secret files are small; a TLS file over this is the wrong file.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+fn check_pem(key: &str, file: &str, marker: &str, what: &str) -> Result<(), ConfigError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_PEM_BYTES).read_to_string(&mut text))
+        .map_err(|e| invalid(key, format!("cannot read {file}: {e}")))?;
+    if text.contains(marker) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{file} holds no {what}")))
+    }
+}
 
 fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -723,5 +965,93 @@ mod tests {
         assert!(e.to_string().contains("clashes"), "{e}");
         let e = Config::from_toml_str("not toml [").unwrap_err();
         assert!(e.to_string().contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn colliding_and_reserved_label_names_are_refused() {
+        let cases = [
+            ("[labels]\nmetadata = [\"le\"]\n", "labels.metadata[0]"),
+            (
+                "[labels]\nmetadata = [\"quantile\"]\n",
+                "labels.metadata[0]",
+            ),
+            ("[labels]\nmetadata = [\"result\"]\n", "labels.metadata[0]"),
+            (
+                "[labels]\nmetadata = [\"env\", \"env\"]\n",
+                "labels.metadata[1]",
+            ),
+            ("[labels]\ntags = [\"prod\", \"prod\"]\n", "labels.tags[1]"),
+            (
+                "[labels]\nmetadata = [\"tag_prod\"]\ntags = [\"prod\"]\n",
+                "labels.tags[0]",
+            ),
+        ];
+        for (toml, key) in cases {
+            let e = Config::from_toml_str(toml).expect_err(toml);
+            assert!(e.to_string().starts_with(key), "{toml}\n→ {e}");
+        }
+        Config::from_toml_str("[labels]\nmetadata = [\"env\"]\ntags = [\"env\"]\n")
+            .expect("metadata env and tag_env do not collide");
+    }
+
+    #[test]
+    fn secret_reference_syntax_is_checked_at_load() {
+        let dest = |v: &str| {
+            format!("[[forward.destinations]]\npreset = \"tempo\"\nheaders = {{ \"x-key\" = \"{v}\" }}\n")
+        };
+        for bad in [
+            "${vault:x}",
+            "${env:}",
+            "Bearer ${env:TOKEN",
+            "${file:}",
+            "${nocolon}",
+        ] {
+            let e = Config::from_toml_str(&dest(bad)).expect_err(bad);
+            assert!(
+                e.to_string().starts_with("forward.destinations[0].headers"),
+                "{bad} → {e}"
+            );
+        }
+        for good in ["${env:TOKEN}", "$${literal", "Bearer ${file:/run/x} $5"] {
+            Config::from_toml_str(&dest(good)).expect(good);
+        }
+        let auth = "[[forward.destinations]]\npreset = \"langfuse\"\nbasic_auth = { username = \"${env:U}\", password = \"${env:\" }\n";
+        let e = Config::from_toml_str(auth).expect_err("basic_auth");
+        assert!(
+            e.to_string()
+                .starts_with("forward.destinations[0].basic_auth.password"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_files_must_hold_certificates() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate in here\n").expect("write");
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let with_ca = |p: &std::path::Path| {
+            Config::from_toml_str(&format!(
+                "[[forward.destinations]]\npreset = \"tempo\"\ntls = {{ ca_file = {:?} }}\n",
+                p.display().to_string()
+            ))
+            .expect("loads")
+        };
+        let e = with_ca(&empty).check_files().expect_err("no certificate");
+        assert!(
+            e.to_string()
+                .starts_with("forward.destinations[0].tls.ca_file"),
+            "{e}"
+        );
+        let e = with_ca(&dir.path().join("missing.pem"))
+            .check_files()
+            .expect_err("missing");
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        with_ca(&pem).check_files().expect("a certificate");
     }
 }

@@ -96,7 +96,9 @@ fn main() -> ExitCode {
     let env = std::env::vars().filter(|(k, _)| k.starts_with("CHAINPULSE_"));
 
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match Config::load(Some(file), env, &overrides) {
+        return match Config::load(Some(file), env, &overrides)
+            .and_then(|c| c.check_files().map(|()| c))
+        {
             Ok(config) => {
                 println!("# {} is valid; effective configuration:", file.display());
                 print!("{}", config.to_toml());

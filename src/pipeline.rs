@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Readers hold the ingest lock at most 1 / this of the time.
+const READER_SHARE_DIVISOR: u32 = 8;
+
 /// What an accepted export request yielded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accepted {
@@ -48,10 +51,14 @@ pub struct Pipeline {
     inflight_gauge: Gauge,
     max_inflight: usize,
     max_request_bytes: usize,
+    body_read_timeout: std::time::Duration,
+    memory: Arc<crate::receive::budget::MemoryBudget>,
+    /// When the next aggregator reader may take the lock.
+    next_read: tokio::sync::Mutex<tokio::time::Instant>,
     forwarder: Option<Arc<Forwarder>>,
 }
 
-const REQUEST_REJECT_REASONS: [&str; 13] = [
+const REQUEST_REJECT_REASONS: [&str; 16] = [
     "malformed_protobuf",
     "malformed_json",
     "invalid_utf8",
@@ -59,6 +66,9 @@ const REQUEST_REJECT_REASONS: [&str; 13] = [
     "too_large",
     "decompressed_too_large",
     "malformed_gzip",
+    "client_disconnected",
+    "body_timeout",
+    "memory_limit",
     "unsupported_encoding",
     "unsupported_media_type",
     "overloaded",
@@ -128,19 +138,47 @@ impl Pipeline {
                 forwarder.as_ref().and_then(|f| f.trace_subscriber()),
             )),
             inflight_gauge: registry.gauge(INFLIGHT_REQUESTS, &[]),
+            memory: {
+                registry
+                    .gauge(INFLIGHT_BYTES_LIMIT, &[])
+                    .set(config.limits.max_inflight_bytes as f64);
+                crate::receive::budget::MemoryBudget::new(
+                    registry.gauge(INFLIGHT_BYTES, &[]),
+                    config.limits.max_inflight_bytes,
+                    config.limits.max_request_bytes,
+                )
+            },
             registry,
             protocols,
             spans_rejected,
             inflight: AtomicUsize::new(0),
             max_inflight: config.server.max_inflight_requests,
             max_request_bytes: config.limits.max_request_bytes,
+            body_read_timeout: std::time::Duration::from_millis(config.server.body_read_timeout_ms),
+            next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             forwarder,
         })
     }
 
-    /// Reads the aggregator (KPI API); holds its lock for the call.
+    /// Reads the aggregator; holds its lock for the call.
     pub fn with_aggregator<T>(&self, f: impl FnOnce(&Aggregator) -> T) -> T {
         f(&self.aggregator.lock())
+    }
+
+    /// Reads the aggregator for a reader (the KPI API) without starving
+    /// ingest: readers go one at a time, and after a read that held the
+    /// lock for `t` the next one waits until `READER_SHARE_DIVISOR × t` has
+    /// passed, so back-to-back readers hold the ingest lock at most
+    /// 1 / `READER_SHARE_DIVISOR` of the time (the caller keeps the work
+    /// that needs no lock, such as building the answer, outside `f`).
+    pub async fn read_aggregator<T>(&self, f: impl FnOnce(&Aggregator) -> T) -> T {
+        let mut next = self.next_read.lock().await;
+        tokio::time::sleep_until(*next).await;
+        let started = std::time::Instant::now();
+        let out = f(&self.aggregator.lock());
+        let held = started.elapsed();
+        *next = tokio::time::Instant::now() + held * READER_SHARE_DIVISOR;
+        out
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -149,6 +187,17 @@ impl Pipeline {
 
     pub fn max_request_bytes(&self) -> usize {
         self.max_request_bytes
+    }
+
+    /// The in-flight memory budget (`limits.max_inflight_bytes`).
+    pub fn memory(&self) -> &Arc<crate::receive::budget::MemoryBudget> {
+        &self.memory
+    }
+
+    /// `server.body_read_timeout_ms`: how long a request body may take to
+    /// arrive, from its headers.
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        self.body_read_timeout
     }
 
     /// Ingests one `ExportTraceServiceRequest` in protobuf form. The slot

@@ -55,7 +55,7 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
 
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::with_limits(config.limits.label_limits()));
         let forwarder =
             Forwarder::start(config, registry.clone()).context("starting forwarding")?;
         let pipeline = Arc::new(
@@ -86,37 +86,43 @@ impl Server {
         // Larger HTTP/2 windows than the 64 KiB default: an SDK batch (512
         // LLM spans) is a few hundred KiB, which would otherwise wait on
         // several WINDOW_UPDATE round trips.
+        let conn_limits = crate::listen::ConnLimits::from_config(&config.server);
+        let gate = |name| crate::listen::Gate::new(pipeline.registry(), name, conn_limits);
         let grpc = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(config.server.max_concurrent_streams))
             .initial_stream_window_size(Some(1 << 20))
             .initial_connection_window_size(Some(4 << 20))
             .layer(tower::util::MapResponseLayer::new({
                 let pipeline = pipeline.clone();
                 move |r| size_limit_status(&pipeline, r)
             }))
+            .layer(crate::receive::grpc_body::ExportBodyLayer::new(
+                pipeline.clone(),
+            ))
             .add_service(traces)
             .add_service(KpiServiceServer::new(KpiGrpc::new(pipeline.clone())))
             .add_service(traces_only::metrics())
             .add_service(traces_only::logs())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                crate::listen::incoming(grpc_listener, gate("grpc")),
                 signal(&ingest_rx),
             );
         let grpc_task = tokio::spawn(async move { grpc.await.context("OTLP/gRPC server") });
 
         let http_app = http::router(pipeline.clone());
         let http_shutdown = signal(&ingest_rx);
+        let http_gate = gate("http");
         let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, http_app)
-                .with_graceful_shutdown(http_shutdown)
+            crate::listen::serve_http(http_listener, http_gate, http_app, http_shutdown)
                 .await
                 .context("OTLP/HTTP server")
         });
 
         let api_app = api::router(api.clone());
         let api_shutdown = signal(&api_rx);
+        let api_gate = gate("metrics");
         let api_task = tokio::spawn(async move {
-            axum::serve(api_listener, api_app)
-                .with_graceful_shutdown(api_shutdown)
+            crate::listen::serve_http(api_listener, api_gate, api_app, api_shutdown)
                 .await
                 .context("metrics server")
         });

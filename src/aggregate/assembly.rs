@@ -10,7 +10,13 @@
 //!   * traces and spans held: past either cap the oldest trace is released
 //!     the same way;
 //!   * finished traces are remembered (chain name only) for `completed_ttl`,
-//!     and at most `max_traces` of them, so a late child still gets its chain.
+//!     and at most `max_traces` of them, so a late child still gets its chain;
+//!   * bytes held: a parked run owns copies of its few text fields (see
+//!     [`park`]) instead of slices of the request it came in, and past
+//!     `max_held_bytes` of those the oldest trace is released early. So a
+//!     tiny waiting span never keeps a large request body (or a
+//!     connection's read buffer) alive: memory is bounded by the limits
+//!     above, not by the bytes received within `trace_timeout`.
 
 use super::orphans::{self, Frame, Orphans};
 use crate::config::AssemblyConfig;
@@ -71,7 +77,67 @@ pub struct AssemblyStats {
 
 struct Pending {
     runs: Vec<ChainRun>,
+    bytes: usize,
     since: Instant,
+}
+
+/// Detaches a run that is about to wait: every text field is copied out of
+/// the request buffer it slices (so the buffer can be freed), and inputs /
+/// outputs, which only forwarding reads (from the request itself, before
+/// assembly), are dropped. Returns the bytes the run now holds.
+pub fn park(run: &mut ChainRun) -> usize {
+    use crate::normalize::Text;
+    fn own(t: &mut Text) {
+        *t = Text::from(t.as_str());
+    }
+    run.inputs = None;
+    run.outputs = None;
+    own(&mut run.name);
+    for t in [
+        &mut run.model,
+        &mut run.response_model,
+        &mut run.provider,
+        &mut run.error_type,
+        &mut run.session_id,
+        &mut run.user_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        own(t);
+    }
+    for t in &mut run.tags {
+        own(t);
+    }
+    for (k, v) in &mut run.metadata {
+        own(k);
+        own(v);
+    }
+    held_size(run)
+}
+
+/// The bytes a parked run holds (what [`park`] returns).
+pub fn held_size(run: &ChainRun) -> usize {
+    use crate::normalize::Text;
+    let opt = |t: &Option<Text>| t.as_ref().map_or(0, |t| t.len());
+    std::mem::size_of::<ChainRun>()
+        + run.name.len()
+        + opt(&run.model)
+        + opt(&run.response_model)
+        + opt(&run.provider)
+        + opt(&run.error_type)
+        + opt(&run.session_id)
+        + opt(&run.user_id)
+        + run
+            .tags
+            .iter()
+            .map(|t| t.len() + std::mem::size_of::<Text>())
+            .sum::<usize>()
+        + run
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<Text>())
+            .sum::<usize>()
 }
 
 pub struct Assembler {
@@ -84,6 +150,8 @@ pub struct Assembler {
     completed: HashMap<TraceId, (Arc<str>, Instant, bool), RandomState>,
     completed_order: VecDeque<(TraceId, Instant)>,
     spans_held: usize,
+    bytes_held: usize,
+    max_bytes: usize,
     timeout: Duration,
     completed_ttl: Duration,
     max_traces: usize,
@@ -102,6 +170,8 @@ impl Assembler {
             completed: HashMap::default(),
             completed_order: VecDeque::new(),
             spans_held: 0,
+            bytes_held: 0,
+            max_bytes: cfg.max_held_bytes,
             timeout: cfg.trace_timeout(),
             completed_ttl: cfg.completed_ttl(),
             max_traces: cfg.max_traces,
@@ -134,6 +204,11 @@ impl Assembler {
         }
     }
 
+    /// Bytes the parked runs hold (their copied text fields).
+    pub fn bytes_held(&self) -> usize {
+        self.bytes_held
+    }
+
     /// Takes one run; appends whatever became ready to `out`.
     pub fn accept(&mut self, run: ChainRun, now: Instant, out: &mut Vec<Labeled>) {
         // The real root of a trace already released with an inferred root
@@ -159,15 +234,20 @@ impl Assembler {
         }
         let frame = run.kind.bills_tokens().then(|| Frame::of(&run));
         let trace_id = run.trace_id;
+        let mut run = run;
+        let bytes = park(&mut run);
         let pending = self.pending.entry(trace_id).or_insert_with(|| {
             self.order.push_back((trace_id, now));
             Pending {
                 runs: Vec::new(),
+                bytes: 0,
                 since: now,
             }
         });
         pending.runs.push(run);
+        pending.bytes += bytes;
         self.spans_held += 1;
+        self.bytes_held += bytes;
         if let Some(frame) = frame {
             match self.orphans.claim(&frame) {
                 // Already counted in `spans_held` while it waited.
@@ -194,33 +274,37 @@ impl Assembler {
             self.release_root(run, now, out);
             return;
         }
+        let mut run = run;
+        self.bytes_held += park(&mut run);
+        self.spans_held += 1;
         let (pending, completed) = (&self.pending, &self.completed);
         let frame = self.orphans.take_frame(&run, |f| {
             pending.contains_key(&f.trace_id) || completed.contains_key(&f.trace_id)
         });
         let Some(frame) = frame else {
             self.orphans.hold(run, now);
-            self.spans_held += 1;
             self.enforce_capacity(now, out);
             return;
         };
         self.stats.orphans_adopted += 1;
-        self.spans_held += 1;
         self.adopt(run, &frame, out);
     }
 
-    /// Places `orphan` (counted in `spans_held`) and the spans that waited
+    /// Places `orphan` (parked, counted in `spans_held` and `bytes_held`)
+    /// and the spans that waited
     /// beneath it in `frame`'s trace: pending with it, or — when that trace
     /// was already released, its call counted from the framework span — as
     /// late, unbilled steps of its chain.
     fn adopt(&mut self, orphan: ChainRun, frame: &Frame, out: &mut Vec<Labeled>) {
         let own = orphan.trace_id;
-        let beneath = self
+        let (beneath, beneath_bytes) = self
             .pending
             .remove(&own)
-            .map(|p| p.runs)
+            .map(|p| (p.runs, p.bytes))
             .unwrap_or_default();
+        let bytes = held_size(&orphan) + beneath_bytes;
         if let Some(p) = self.pending.get_mut(&frame.trace_id) {
+            p.bytes += bytes;
             p.runs.push(orphans::adopt(orphan, frame));
             p.runs.extend(beneath.into_iter().map(|mut r| {
                 r.trace_id = frame.trace_id;
@@ -237,6 +321,7 @@ impl Assembler {
         };
         let n = 1 + beneath.len();
         self.spans_held -= n;
+        self.bytes_held -= bytes;
         self.stats.late_spans += n as u64;
         let adds_ttft = !frame.has_ttft && orphan.time_to_first_token_s.is_some();
         out.extend(
@@ -259,6 +344,7 @@ impl Assembler {
         out.push(Labeled::new(run, chain.clone(), true));
         if let Some(p) = self.pending.remove(&trace_id) {
             self.spans_held -= p.runs.len();
+            self.bytes_held -= p.bytes;
             out.extend(
                 p.runs
                     .into_iter()
@@ -269,11 +355,15 @@ impl Assembler {
     }
 
     fn enforce_capacity(&mut self, now: Instant, out: &mut Vec<Labeled>) {
-        while self.pending.len() > self.max_traces || self.spans_held > self.max_spans {
+        while self.pending.len() > self.max_traces
+            || self.spans_held > self.max_spans
+            || self.bytes_held > self.max_bytes
+        {
             if !self.evict_oldest(Eviction::Capacity, now, out) {
                 match self.orphans.pop_oldest() {
                     Some(o) => {
                         self.spans_held -= 1;
+                        self.bytes_held -= held_size(&o);
                         self.stats.evicted_capacity += 1;
                         self.release_root(o, now, out);
                     }
@@ -292,6 +382,7 @@ impl Assembler {
             .expire(|since| now.duration_since(since) >= timeout)
         {
             self.spans_held -= 1;
+            self.bytes_held -= held_size(&orphan);
             self.release_root(orphan, now, out);
         }
         while let Some(&(_, since)) = self.order.front() {
@@ -318,6 +409,7 @@ impl Assembler {
         while self.evict_oldest(Eviction::Timeout, now, out) {}
         while let Some(orphan) = self.orphans.pop_oldest() {
             self.spans_held -= 1;
+            self.bytes_held -= held_size(&orphan);
             self.release_root(orphan, now, out);
         }
     }
@@ -346,6 +438,7 @@ impl Assembler {
                 continue;
             };
             self.spans_held -= p.runs.len();
+            self.bytes_held -= p.bytes;
             match why {
                 Eviction::Timeout => self.stats.evicted_timeout += 1,
                 Eviction::Capacity => self.stats.evicted_capacity += 1,

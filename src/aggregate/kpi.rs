@@ -226,27 +226,41 @@ impl KpiTracker {
         service: Option<&str>,
         chain: Option<&str>,
     ) -> Vec<ChainKpis> {
+        self.snapshots(window, service, chain).build()
+    }
+
+    /// The windows' aggregates per chain (the part that needs this
+    /// tracker, so the caller's lock); [`KpiSnapshots::build`] turns them
+    /// into KPIs (quantiles, ratios, target checks) after the lock is gone.
+    pub fn snapshots(
+        &self,
+        window: Window,
+        service: Option<&str>,
+        chain: Option<&str>,
+    ) -> KpiSnapshots {
         let now = self.now_secs();
-        let mut out: Vec<ChainKpis> = self
+        let mut chains: Vec<(Arc<str>, Arc<str>, WindowSnapshot, SloTargets)> = self
             .chains
             .iter()
             .filter(|((s, c), _)| {
                 service.is_none_or(|f| f == &**s) && chain.is_none_or(|f| f == &**c)
             })
-            .map(|((s, c), k)| ChainKpis::build(s, c, &k.stats.snapshot(window, now), &k.targets))
+            .map(|((s, c), k)| {
+                (
+                    s.clone(),
+                    c.clone(),
+                    k.stats.snapshot(window, now),
+                    k.targets,
+                )
+            })
             .collect();
         if service.is_none() && chain.is_none() {
             if let Some(k) = &self.overflow {
-                out.push(ChainKpis::build(
-                    OVERFLOW_LABEL,
-                    OVERFLOW_LABEL,
-                    &k.stats.snapshot(window, now),
-                    &k.targets,
-                ));
+                let o: Arc<str> = Arc::from(OVERFLOW_LABEL);
+                chains.push((o.clone(), o, k.stats.snapshot(window, now), k.targets));
             }
         }
-        out.sort_by(|a, b| (&a.service, &a.chain).cmp(&(&b.service, &b.chain)));
-        out
+        KpiSnapshots { chains }
     }
 
     pub fn top(&self, by: TopBy, metric: TopMetric, n: usize) -> TopList {
@@ -279,6 +293,23 @@ fn target_list(t: &SloTargets) -> [(&'static str, f64, &'static str); 6] {
         ("availability", t.availability, ">="),
         ("throughput_rps", t.min_throughput_rps, ">="),
     ]
+}
+
+/// Per-chain window aggregates taken under the aggregator lock.
+pub struct KpiSnapshots {
+    chains: Vec<(Arc<str>, Arc<str>, WindowSnapshot, SloTargets)>,
+}
+
+impl KpiSnapshots {
+    pub fn build(self) -> Vec<ChainKpis> {
+        let mut out: Vec<ChainKpis> = self
+            .chains
+            .iter()
+            .map(|(s, c, snap, t)| ChainKpis::build(s, c, snap, t))
+            .collect();
+        out.sort_by(|a, b| (&a.service, &a.chain).cmp(&(&b.service, &b.chain)));
+        out
+    }
 }
 
 /// A heavy-hitters answer.

@@ -312,12 +312,15 @@ impl Recorder {
                     &mut self.key,
                     model,
                 );
+                // Logged (and remembered) as the label shows it: a client
+                // sends model names of any length.
+                let model = self.registry.cap_label(model);
                 if self.logged_unpriced.len() < MAX_LOGGED_UNPRICED
-                    && self.logged_unpriced.insert(model.to_owned())
+                    && self.logged_unpriced.insert(model.clone().into_owned())
                 {
                     tracing::warn!(
-                        model,
-                        provider,
+                        model = &*model,
+                        provider = &*self.registry.cap_label(provider),
                         "no price for this model: its calls are counted as unpriced, not free \
                          (add it under [pricing.models] or [pricing.aliases])"
                     );

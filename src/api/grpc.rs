@@ -82,7 +82,12 @@ impl KpiService for KpiGrpc {
             ("chain", &r.chain),
         ]))
         .map_err(Status::invalid_argument)?;
-        let chains = q.run(&self.pipeline).into_iter().map(Into::into).collect();
+        let chains = q
+            .run(&self.pipeline)
+            .await
+            .into_iter()
+            .map(Into::into)
+            .collect();
         Ok(Response::new(v1::GetKpisResponse { chains }))
     }
 
@@ -98,7 +103,7 @@ impl KpiService for KpiGrpc {
         };
         let q = TopQuery::parse(&params(&[("by", &r.by), ("metric", &r.metric), ("n", &n)]))
             .map_err(Status::invalid_argument)?;
-        let top = q.run(&self.pipeline);
+        let top = q.run(&self.pipeline).await;
         Ok(Response::new(v1::GetTopResponse {
             total: top.total,
             capacity: top.capacity as u64,

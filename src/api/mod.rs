@@ -70,6 +70,15 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         );
         return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
     }
+    let memory = state.pipeline.memory();
+    if memory.nearly_full() {
+        let msg = format!(
+            "not ready: in-flight memory budget nearly used up ({} of {} bytes, limits.max_inflight_bytes)\n",
+            memory.used(),
+            memory.max()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     (StatusCode::OK, "ready\n").into_response()
 }
 
@@ -90,7 +99,7 @@ async fn kpis(
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
-    let chains = q.run(&state.pipeline);
+    let chains = q.run(&state.pipeline).await;
     Json(serde_json::json!({ "window": q.window.to_string(), "chains": chains })).into_response()
 }
 
@@ -103,7 +112,7 @@ async fn top(
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
-    Json(q.run(&state.pipeline)).into_response()
+    Json(q.run(&state.pipeline).await).into_response()
 }
 
 /// `GET /api/v1/prices?model=…&provider=…&at=YYYY-MM-DD`: the entry a model

@@ -57,11 +57,16 @@ impl KpiQuery {
         })
     }
 
-    pub fn run(&self, pipeline: &Pipeline) -> Vec<ChainKpis> {
-        pipeline.with_aggregator(|a| {
-            a.kpi()
-                .kpis(self.window, self.service.as_deref(), self.chain.as_deref())
-        })
+    /// The window aggregates are taken under the aggregator lock (paced,
+    /// see `Pipeline::read_aggregator`); the KPIs are built outside it.
+    pub async fn run(&self, pipeline: &Pipeline) -> Vec<ChainKpis> {
+        pipeline
+            .read_aggregator(|a| {
+                a.kpi()
+                    .snapshots(self.window, self.service.as_deref(), self.chain.as_deref())
+            })
+            .await
+            .build()
     }
 }
 
@@ -86,8 +91,10 @@ impl TopQuery {
         Ok(TopQuery { by, metric, n })
     }
 
-    pub fn run(&self, pipeline: &Pipeline) -> TopList {
-        pipeline.with_aggregator(|a| a.kpi().top(self.by, self.metric, self.n))
+    pub async fn run(&self, pipeline: &Pipeline) -> TopList {
+        pipeline
+            .read_aggregator(|a| a.kpi().top(self.by, self.metric, self.n))
+            .await
     }
 }
 

@@ -5,6 +5,7 @@
 //! created once per label set and cached by `aggregate::series`, because the
 //! `metrics` macros hash the whole label set on every call.
 
+use super::labels::{self, LabelLimits};
 use super::names::*;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -24,6 +25,9 @@ pub struct Registry {
     /// Counters with fractional increments (USD), which the `metrics` crate's
     /// integer counters cannot hold; rendered after the recorder's output.
     floats: Mutex<BTreeMap<&'static str, FloatFamily>>,
+    limits: LabelLimits,
+    truncated: Counter,
+    sanitized: Counter,
 }
 
 struct FloatFamily {
@@ -72,6 +76,12 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new() -> Self {
+        Self::with_limits(LabelLimits::default())
+    }
+
+    /// A registry whose label values are capped by `limits` (see
+    /// [`labels`]).
+    pub fn with_limits(limits: LabelLimits) -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
             .and_then(|b| {
@@ -80,10 +90,19 @@ impl Registry {
             .expect("static bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
+        let altered = |reason: &'static str| {
+            recorder.register_counter(
+                &Key::from_parts(LABEL_VALUES_TRUNCATED, vec![Label::new("reason", reason)]),
+                &META,
+            )
+        };
         let registry = Registry {
+            truncated: altered("too_long"),
+            sanitized: altered("control_characters"),
             recorder,
             handle,
             floats: Mutex::new(BTreeMap::new()),
+            limits,
         };
         registry.describe();
         registry
@@ -208,6 +227,28 @@ impl Registry {
             SAMPLING_DECISIONS,
             "Tail-sampling decisions per trace, by decision and reason.",
         );
+        c(
+            LABEL_VALUES_TRUNCATED,
+            "Label values shortened (with a hash suffix) or stripped of control characters, \
+             once per label set created, by reason.",
+        );
+        g(CONNECTIONS, "Open connections, by listener.");
+        g(
+            INFLIGHT_BYTES,
+            "Bytes reserved by requests being received and processed (bodies, gRPC messages, inflated data).",
+        );
+        g(
+            INFLIGHT_BYTES_LIMIT,
+            "The in-flight memory budget (limits.max_inflight_bytes).",
+        );
+        c(
+            CONNECTIONS_REFUSED,
+            "Connections closed at accept because the listener was at server.max_connections.",
+        );
+        c(
+            CONNECTIONS_IDLE_CLOSED,
+            "Connections closed after server.idle_timeout_ms without traffic.",
+        );
         g(BUILD_INFO, "chainpulse build information.");
         g(PROCESS_RSS, "Resident memory of the chainpulse process.");
         g(
@@ -238,6 +279,39 @@ impl Registry {
         );
     }
 
+    pub fn label_limits(&self) -> LabelLimits {
+        self.limits
+    }
+
+    /// `v` capped to `limits.max_label_value_bytes`, control characters
+    /// replaced (see [`labels::cap`]).
+    pub fn cap_label<'v>(&self, v: &'v str) -> std::borrow::Cow<'v, str> {
+        labels::cap(v, self.limits.max_value_bytes)
+    }
+
+    /// Counts one label value that [`Self::cap_label`] changed.
+    pub fn count_altered(&self, original: &str) {
+        if original.len() > self.limits.max_value_bytes {
+            self.truncated.increment(1);
+        } else {
+            self.sanitized.increment(1);
+        }
+    }
+
+    fn capped_labels(&self, labels: Vec<Label>) -> Vec<Label> {
+        let max = self.limits.max_value_bytes;
+        if !labels.iter().any(|l| labels::needs_cap(l.value(), max)) {
+            return labels;
+        }
+        labels
+            .into_iter()
+            .map(|l| match labels::cap(l.value(), max) {
+                std::borrow::Cow::Borrowed(_) => l,
+                std::borrow::Cow::Owned(v) => Label::new(l.key().to_owned(), v),
+            })
+            .collect()
+    }
+
     /// A fractional counter (`# TYPE counter`), created on first use.
     pub fn float_counter(
         &self,
@@ -248,7 +322,8 @@ impl Registry {
         let mut rendered = String::new();
         for (i, (k, v)) in labels.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
-            let _ = write!(rendered, "{sep}{k}=\"{}\"", escape_label(v));
+            let v = self.cap_label(v);
+            let _ = write!(rendered, "{sep}{k}=\"{}\"", escape_label(&v));
         }
         let mut floats = self.floats.lock();
         let family = floats.entry(name).or_insert_with(|| FloatFamily {
@@ -263,39 +338,38 @@ impl Registry {
         FloatCounter(cell)
     }
 
-    fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    fn key(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Key {
         let labels: Vec<Label> = labels
             .iter()
-            .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+            .map(|(k, v)| Label::new(*k, self.cap_label(v).into_owned()))
             .collect();
         Key::from_parts(name, labels)
     }
 
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
         self.recorder
-            .register_counter(&Self::key(name, labels), &META)
+            .register_counter(&self.key(name, labels), &META)
     }
 
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.recorder
-            .register_gauge(&Self::key(name, labels), &META)
+        self.recorder.register_gauge(&self.key(name, labels), &META)
     }
 
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
         self.recorder
-            .register_histogram(&Self::key(name, labels), &META)
+            .register_histogram(&self.key(name, labels), &META)
     }
 
     /// Counters and histograms with label names chosen at run time (promoted
     /// metadata labels).
     pub fn counter_dyn(&self, name: &'static str, labels: Vec<Label>) -> Counter {
         self.recorder
-            .register_counter(&Key::from_parts(name, labels), &META)
+            .register_counter(&Key::from_parts(name, self.capped_labels(labels)), &META)
     }
 
     pub fn histogram_dyn(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
         self.recorder
-            .register_histogram(&Key::from_parts(name, labels), &META)
+            .register_histogram(&Key::from_parts(name, self.capped_labels(labels)), &META)
     }
 
     /// The Prometheus text exposition.

@@ -20,6 +20,20 @@ pub enum IngestError {
         "request exceeds the limit of {limit} bytes once decompressed (limits.max_request_bytes)"
     )]
     DecompressedTooLarge { limit: usize },
+    /// The client went away (or broke the stream) before its body was
+    /// complete: a transport event, not bad data.
+    #[error("the client closed the connection or stream before the body was complete: {0}")]
+    ClientDisconnected(String),
+    /// The body did not arrive within `server.body_read_timeout_ms`.
+    #[error("the request body did not arrive within {ms} ms (server.body_read_timeout_ms)")]
+    BodyTimeout { ms: u64 },
+    /// The in-flight memory budget cannot hold this request now.
+    #[error("chainpulse's in-flight memory budget is used up ({used} of {limit} bytes, limits.max_inflight_bytes; this request needs {wanted} more); retry later")]
+    MemoryLimit {
+        wanted: usize,
+        used: usize,
+        limit: usize,
+    },
     #[error("malformed gzip body: {0}")]
     MalformedGzip(String),
     #[error("unsupported Content-Encoding {0:?}; use gzip or none")]
@@ -55,6 +69,9 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::DecompressedTooLarge { .. } => "decompressed_too_large",
             IngestError::MalformedGzip(_) => "malformed_gzip",
+            IngestError::ClientDisconnected(_) => "client_disconnected",
+            IngestError::BodyTimeout { .. } => "body_timeout",
+            IngestError::MemoryLimit { .. } => "memory_limit",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::Overloaded(_) => "overloaded",
@@ -68,7 +85,9 @@ impl IngestError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             IngestError::QueueFull { retry_after, .. } => Some(retry_after.as_secs().max(1)),
-            IngestError::Overloaded(_) | IngestError::ForwardQueue(_) => Some(1),
+            IngestError::Overloaded(_)
+            | IngestError::ForwardQueue(_)
+            | IngestError::MemoryLimit { .. } => Some(1),
             _ => None,
         }
     }
@@ -84,8 +103,10 @@ impl IngestError {
             }
             IngestError::Overloaded(_)
             | IngestError::QueueFull { .. }
+            | IngestError::MemoryLimit { .. }
             | IngestError::ForwardQueue(_) => S::SERVICE_UNAVAILABLE,
             IngestError::UnknownPath { .. } => S::NOT_FOUND,
+            IngestError::BodyTimeout { .. } => S::REQUEST_TIMEOUT,
             _ => S::BAD_REQUEST,
         }
     }
@@ -101,15 +122,21 @@ impl IngestError {
             }
             // OTel SDKs retry RESOURCE_EXHAUSTED only when it carries a
             // RetryInfo, which also tells them how long to wait.
-            IngestError::QueueFull { retry_after, .. } => {
+            IngestError::QueueFull { .. } | IngestError::MemoryLimit { .. } => {
+                let retry_after = match self {
+                    IngestError::QueueFull { retry_after, .. } => *retry_after,
+                    _ => std::time::Duration::from_secs(1),
+                };
                 let details = crate::otlp::status::retry_info_details(
                     tonic::Code::ResourceExhausted,
                     &msg,
-                    *retry_after,
+                    retry_after,
                 );
                 tonic::Status::with_details(tonic::Code::ResourceExhausted, msg, details.into())
             }
             IngestError::UnknownPath { .. } => tonic::Status::unimplemented(msg),
+            IngestError::ClientDisconnected(_) => tonic::Status::cancelled(msg),
+            IngestError::BodyTimeout { .. } => tonic::Status::deadline_exceeded(msg),
             _ => tonic::Status::invalid_argument(msg),
         }
     }

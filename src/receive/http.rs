@@ -13,8 +13,10 @@
 //! rejected) and failure a `google.rpc.Status`, both in the request's
 //! encoding. Limits: the body as sent and the body once decompressed are
 //! each capped at `limits.max_request_bytes`, and decompression stops as
-//! soon as the cap is passed, so a gzip bomb costs at most the cap.
+//! soon as the cap is passed, so a gzip bomb costs at most the cap. Every
+//! gzip member is read (see [`super::gzip`]).
 
+use super::budget::Reservation;
 use super::{json, IngestError, Protocol};
 use crate::pipeline::{Accepted, Pipeline};
 use axum::body::Body;
@@ -24,12 +26,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
-use std::io::Read;
 use std::sync::Arc;
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -84,13 +86,16 @@ async fn export_traces(
         Encoding::Protobuf => Protocol::HttpProtobuf,
         Encoding::Json => Protocol::HttpJson,
     };
+    // The body first, bounded in time (server.body_read_timeout_ms), and only
+    // then the in-flight slot: a client that trickles its body holds a
+    // connection, never a slot other exporters need.
+    let (body, _reservation) = match read_body(&pipeline, &headers, body, encoding).await {
+        Ok(b) => b,
+        Err(e) => return error_response(encoding, &pipeline.reject_transport(protocol, e)),
+    };
     let slot = match pipeline.try_begin(protocol) {
         Ok(slot) => slot,
         Err(e) => return error_response(encoding, &e),
-    };
-    let body = match read_body(&pipeline, &headers, body, encoding).await {
-        Ok(b) => b,
-        Err(e) => return error_response(encoding, &pipeline.reject_transport(protocol, e)),
     };
     match pipeline.ingest(&slot, protocol, body).await {
         Ok(accepted) => success_response(encoding, accepted),
@@ -98,50 +103,79 @@ async fn export_traces(
     }
 }
 
-/// The body as protobuf bytes: size-limited, decompressed, JSON converted.
+/// The body as protobuf bytes: size-limited, reserved in the in-flight
+/// memory budget before it is buffered, read within the body-read timeout,
+/// decompressed, JSON converted. The reservation is held until the response.
 async fn read_body(
     pipeline: &Pipeline,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
-) -> Result<Bytes, IngestError> {
+) -> Result<(Bytes, Reservation), IngestError> {
     let limit = pipeline.max_request_bytes();
-    if let Some(len) = headers
+    let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = announced {
         if len > limit {
             return Err(IngestError::TooLarge { size: len, limit });
         }
     }
-    let raw = Limited::new(body, limit)
-        .collect()
+    let mut reservation = pipeline.memory().reservation();
+    if let Some(len) = announced {
+        reservation.grow(len)?;
+    }
+    let timeout = pipeline.body_read_timeout();
+    let raw = tokio::time::timeout(timeout, collect(body, limit, &mut reservation))
         .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                IngestError::TooLarge {
-                    size: limit + 1,
-                    limit,
-                }
-            } else {
-                IngestError::MalformedProtobuf(format!("reading body: {e}"))
-            }
-        })?
-        .to_bytes();
-    let raw = decompress(headers, raw, limit)?;
+        .map_err(|_| IngestError::BodyTimeout {
+            ms: timeout.as_millis() as u64,
+        })??;
+    let raw = decompress(headers, raw, limit, Some(&mut reservation))?;
     if raw.is_empty() {
         return Err(IngestError::EmptyBody);
     }
-    match encoding {
-        Encoding::Protobuf => Ok(raw),
-        Encoding::Json => json::to_protobuf(&raw),
-    }
+    let body = match encoding {
+        Encoding::Protobuf => raw,
+        Encoding::Json => json::to_protobuf(&raw)?,
+    };
+    Ok((body, reservation))
 }
 
-fn decompress(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, IngestError> {
+/// Reads the whole body, reserving each chunk before it is kept.
+async fn collect(
+    mut body: Body,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<Bytes, IngestError> {
+    let mut buf = BytesMut::with_capacity(reservation.held().min(limit));
+    while let Some(frame) = body.frame().await {
+        // A body that cannot be read is a transport failure (the client
+        // hung up, or broke the chunked encoding), not bad protobuf.
+        let frame = frame.map_err(|e| IngestError::ClientDisconnected(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len() + data.len();
+        if len > limit {
+            return Err(IngestError::TooLarge {
+                size: len.max(limit + 1),
+                limit,
+            });
+        }
+        reservation.grow_to(len)?;
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+fn decompress(
+    headers: &HeaderMap,
+    raw: Bytes,
+    limit: usize,
+    reservation: Option<&mut Reservation>,
+) -> Result<Bytes, IngestError> {
     let enc = headers.get(header::CONTENT_ENCODING).map(|v| {
         v.to_str()
             .unwrap_or("<non-ASCII>")
@@ -150,19 +184,7 @@ fn decompress(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, In
     });
     match enc.as_deref() {
         None | Some("") | Some("identity") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => {
-            let mut out = Vec::with_capacity((raw.len() * 4).min(limit));
-            // Read at most limit + 1 bytes: one byte past the cap proves the
-            // body is too large without inflating the rest of it.
-            let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
-            decoder
-                .read_to_end(&mut out)
-                .map_err(|e| IngestError::MalformedGzip(e.to_string()))?;
-            if out.len() > limit {
-                return Err(IngestError::DecompressedTooLarge { limit });
-            }
-            Ok(Bytes::from(out))
-        }
+        Some("gzip") | Some("x-gzip") => super::gzip::inflate_reserved(&raw, limit, reservation),
         Some(other) => Err(IngestError::UnsupportedEncoding(other.to_owned())),
     }
 }
@@ -301,7 +323,7 @@ mod tests {
         assert!(bomb.len() < 64 * 1024);
         let h = headers(&[("content-encoding", "gzip")]);
         assert_eq!(
-            decompress(&h, bomb, 1024 * 1024),
+            decompress(&h, bomb, 1024 * 1024, None),
             Err(IngestError::DecompressedTooLarge { limit: 1024 * 1024 })
         );
     }
@@ -309,10 +331,10 @@ mod tests {
     #[test]
     fn bad_gzip_and_unknown_encodings_are_named() {
         let h = headers(&[("content-encoding", "gzip")]);
-        let e = decompress(&h, Bytes::from_static(b"not gzip"), 1024).unwrap_err();
+        let e = decompress(&h, Bytes::from_static(b"not gzip"), 1024, None).unwrap_err();
         assert_eq!(e.reason(), "malformed_gzip");
         let h = headers(&[("content-encoding", "br")]);
-        let e = decompress(&h, Bytes::from_static(b"x"), 1024).unwrap_err();
+        let e = decompress(&h, Bytes::from_static(b"x"), 1024, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "unsupported Content-Encoding \"br\"; use gzip or none"

@@ -5,8 +5,11 @@
 //! validates, normalizes and aggregates. OTLP/JSON is converted to protobuf
 //! first, so everything downstream sees one format.
 
+pub mod budget;
 pub mod error;
 pub mod grpc;
+pub mod grpc_body;
+pub mod gzip;
 pub mod http;
 pub mod json;
 pub mod validate;
