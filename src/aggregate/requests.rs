@@ -19,16 +19,35 @@
 //! OK. A root that says ERROR is never second-guessed.
 
 use super::assembly::Labeled;
-use crate::normalize::{RunKind, RunStatus};
+use crate::normalize::{RunKind, RunStatus, SpanId, TraceId};
+use foldhash::fast::RandomState;
+use std::collections::HashMap;
 
 /// Settles the outcome of every request root in `batch` from its
 /// descendants in the same batch.
 pub fn resolve(batch: &mut [Labeled]) {
-    for r in 0..batch.len() {
-        if !batch[r].is_request || batch[r].run.status == RunStatus::Error {
+    let open = |l: &Labeled| l.is_request && l.run.status != RunStatus::Error;
+    if !batch.iter().any(open) {
+        return;
+    }
+    // Each run's last-finishing child, in one pass (a batch can hold many
+    // traces: a sweep or a drain releases them together).
+    let mut last_child: HashMap<(TraceId, SpanId), usize, RandomState> = HashMap::default();
+    for (i, l) in batch.iter().enumerate() {
+        let Some(parent) = l.run.parent_span_id else {
             continue;
-        }
-        if failed_last_step(batch, r) {
+        };
+        last_child
+            .entry((l.run.trace_id, parent))
+            .and_modify(|j| {
+                if (l.run.end_unix_nano, i) > (batch[*j].run.end_unix_nano, *j) {
+                    *j = i;
+                }
+            })
+            .or_insert(i);
+    }
+    for r in 0..batch.len() {
+        if open(&batch[r]) && failed_last_step(batch, r, &last_child) {
             // The request failed; the root run itself recorded no error, so
             // it adds none to `chainpulse_errors_total` (the failed step
             // already counted its own).
@@ -40,21 +59,21 @@ pub fn resolve(batch: &mut [Labeled]) {
 }
 
 /// Whether a failed step ended the invocation under `root`.
-fn failed_last_step(batch: &[Labeled], root: usize) -> bool {
+fn failed_last_step(
+    batch: &[Labeled],
+    root: usize,
+    last_child: &HashMap<(TraceId, SpanId), usize, RandomState>,
+) -> bool {
     let trace = batch[root].run.trace_id;
     let mut cur = root;
     // Bounded by the batch, so a parent cycle cannot loop.
     for _ in 0..batch.len() {
-        let span = batch[cur].run.span_id;
-        let last = batch
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| {
-                *i != cur && l.run.trace_id == trace && l.run.parent_span_id == Some(span)
-            })
-            .max_by_key(|(i, l)| (l.run.end_unix_nano, *i))
-            .map(|(i, _)| i);
-        let Some(last) = last else { return false };
+        let Some(&last) = last_child.get(&(trace, batch[cur].run.span_id)) else {
+            return false;
+        };
+        if last == cur {
+            return false;
+        }
         let step = &batch[last].run;
         let orchestrates = matches!(step.kind, RunKind::Chain | RunKind::Agent);
         let unset_root_step = cur == root && batch[root].run.status_unset;
