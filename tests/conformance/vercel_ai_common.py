@@ -7,19 +7,16 @@
 Both apps (suites/<suite>/app.mjs) run the same 7 invocations; the expected figures are computed from fakellm's
 record of every provider call (the usage it returned) and the fixed plan below, never from what chainpulse says.
 
-Capture (a local helper: harness.CaptureSink reads Content-Length bodies only, and the OpenTelemetry JS exporter
-always posts `Transfer-Encoding: chunked`, so its captures come out empty):
+Capture (through harness.CaptureSink, which reads the JS exporter's chunked bodies; this adds the expected figures
+to the truth file):
     .venv/bin/python tests/conformance/vercel_ai_common.py capture vercel_ai_telemetry|vercel_ai_otel
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -143,82 +140,15 @@ def app_problems(res) -> list[str]:
     return [] if got == want else [f"app invocations {got} != plan {want}"]
 
 
-# ----------------------------------------------------------------------------------------------- capture helper
-
-class ChunkedCaptureSink:
-    """Like harness.CaptureSink, but also reads `Transfer-Encoding: chunked` bodies (the OpenTelemetry JS
-    exporter pipes every export body, so it never sends Content-Length). Same `posts` / `trace_posts()` shape, so
-    harness.decode_captures() works on it."""
-
-    def __init__(self):
-        sink = self
-        self.posts: list[dict] = []
-        self.lock = threading.Lock()
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _body(self) -> bytes:
-                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                    body = b""
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return body
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def do_POST(self):
-                body = self._body()
-                if self.headers.get("Content-Encoding", "").lower() == "gzip":
-                    body = gzip.decompress(body)
-                ctype = self.headers.get("Content-Type", "")
-                with sink.lock:
-                    sink.posts.append({"path": self.path, "content_type": ctype, "body": body})
-                out = b"{}" if "json" in ctype else b""
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json" if "json" in ctype else "application/x-protobuf")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.server = S(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def trace_posts(self) -> list[dict]:
-        with self.lock:
-            return [p for p in self.posts if p["path"].split("?")[0].endswith("/traces")]
-
-    def span_count(self) -> int:
-        return sum(len(s.get("spans", [])) for r in harness.decode_captures(self) for rs in r.get("resourceSpans", [])
-                   for s in rs.get("scopeSpans", []))
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
+# ----------------------------------------------------------------------------------------------- capture
 
 def capture(suite: str) -> None:
-    """Run the app against fakellm + a chunked-capable sink; write <suite>.json and <suite>.truth.json."""
+    """Run the app against fakellm + the capture sink; write <suite>.json and <suite>.truth.json (with the
+    expected figures, which `harness.py capture` does not compute)."""
     import tempfile
     work = Path(tempfile.mkdtemp(prefix=f"capture-{suite}-"))
     fake = harness.Fakellm(work)
-    sink = ChunkedCaptureSink()
+    sink = harness.CaptureSink()
     try:
         app = harness.run_app(suite, fake.url, sink.endpoint)
         exported = int(app.summary.get("spans_exported") or 0)
