@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use, when they are missing:
-# promtool/prometheus (Debian's `prometheus`), python3-venv, and the Rust
-# components rustfmt and clippy. Idempotent; a no-op on a prepared machine.
+# promtool/prometheus (Debian's `prometheus`), python3-venv, Debian's
+# `chromium` and node/npm (the live page's browser test, tests/page), and the
+# Rust components rustfmt and clippy. Idempotent; a no-op on a prepared
+# machine.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
@@ -23,3 +27,4 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 echo "promtool: $(promtool --version 2>&1 | head -n 1)"
+echo "chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"

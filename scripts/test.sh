@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # chainpulse's test command (the README's): formatting, lints, Rust unit and
 # integration tests, the real-LangChain end-to-end suite, the instrumentation
-# conformance suite (CHAINPULSE_QUICK=1 skips it), and the production kit's
-# checks (rules, dashboards against a real Prometheus, manifests).
+# conformance suite (CHAINPULSE_QUICK=1 skips it), the live page in headless
+# Chromium, and the production kit's checks (rules, dashboards against a real
+# Prometheus, manifests).
 # Installs what it needs on a fresh Debian machine (needs root for apt-get).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +31,10 @@ export CHAINPULSE_BIN="$ROOT/target/debug/chainpulse"
 step "end-to-end: real LangChain app + OpenInference / OpenLLMetry / LangSmith"
 scripts/setup-python.sh
 "$ROOT/.venv/bin/python" -m pytest tests/e2e -q
+
+step "live page: headless Chromium (Debian's) against the debug binary (tests/page)"
+scripts/setup-page-test.sh
+node --test tests/page/page.test.mjs
 
 if [ "${CHAINPULSE_QUICK:-0}" != 1 ]; then
   step "instrumentation conformance: 15 real instrumentations, exact figures (tests/conformance)"

@@ -295,6 +295,11 @@ impl Pipeline {
         self.inflight.load(Ordering::Relaxed)
     }
 
+    /// `server.max_inflight_requests`.
+    pub fn max_inflight(&self) -> usize {
+        self.max_inflight
+    }
+
     pub fn overloaded(&self) -> bool {
         self.inflight() >= self.max_inflight
     }

@@ -263,6 +263,19 @@ impl KpiTracker {
         KpiSnapshots { chains }
     }
 
+    /// Each tracked (service, chain) with its windows and targets, the
+    /// overflow entry last (read-only views: `super::history`).
+    pub fn chains(&self) -> impl Iterator<Item = (&str, &str, &WindowedStats, &SloTargets)> {
+        let overflow = self
+            .overflow
+            .iter()
+            .map(|k| (OVERFLOW_LABEL, OVERFLOW_LABEL, &k.stats, &k.targets));
+        self.chains
+            .iter()
+            .map(|((s, c), k)| (&**s, &**c, &k.stats, &k.targets))
+            .chain(overflow)
+    }
+
     pub fn top(&self, by: TopBy, metric: TopMetric, n: usize) -> TopList {
         let sketch = &self.top[by.index()][metric.index()];
         TopList {

@@ -9,13 +9,15 @@
 //! `kpi` keeps the KPI API's figures per (service, chain) over the sliding
 //! windows `1m`, `5m`, `15m`, `1h` and `all` (since start; `window` holds one
 //! ring of slots per window: 6 × 10 s, 10 × 30 s, 10 × 90 s, 10 × 360 s),
-//! plus the top spenders. Each finished trace's summary is published to a
+//! plus the top spenders; `history` reads those rings slot by slot (the
+//! live page's charts). Each finished trace's summary is published to a
 //! [`finished::TraceSubscriber`] (the forwarder's tail sampler), so this
 //! stage never depends on a later one.
 
 pub mod assembly;
 pub mod calls;
 pub mod finished;
+pub mod history;
 pub mod kpi;
 pub mod orphans;
 pub mod recorder;

@@ -347,6 +347,10 @@ impl WindowSnapshot {
     }
 }
 
+/// Periods of a ring, oldest first: start second and aggregate (`None`:
+/// nothing recorded), as [`WindowedStats::slots`] returns them.
+pub type SlotPeriods<'a> = Vec<(u64, Option<&'a Slot>)>;
+
 /// A ring slot: the period it holds plus its aggregate.
 #[derive(Debug, Clone)]
 struct RingSlot {
@@ -520,6 +524,30 @@ impl WindowedStats {
             covered_secs: now_secs.saturating_sub(oldest.max(self.start_secs)),
             stats,
         }
+    }
+
+    /// The slot width of the ring serving `window` and its last `len`
+    /// periods up to `now_secs`'s, oldest first: each period's start second
+    /// and its aggregate (`None` when nothing was recorded in it). The
+    /// per-slot view behind `super::history`; `None` for `SinceStart`.
+    pub fn slots(&self, window: Window, now_secs: u64) -> Option<(u64, SlotPeriods<'_>)> {
+        let Window::Last(d) = window else {
+            return None;
+        };
+        let d = d.as_secs().min(self.max_window_secs());
+        let ring = self.rings.iter().find(|r| r.span_secs() >= d)?;
+        let cur = now_secs / ring.width;
+        let periods = (cur + 1).saturating_sub(ring.len as u64)..=cur;
+        let slot = |e: u64| {
+            ring.slots
+                .iter()
+                .find(|s| s.epoch == Some(e))
+                .map(|s| &s.stats)
+        };
+        Some((
+            ring.width,
+            periods.map(|e| (e * ring.width, slot(e))).collect(),
+        ))
     }
 
     /// The longest `Window::Last` served without clamping (one hour).

@@ -1,9 +1,14 @@
 //! The HTTP server on :9464: `/metrics`, `/healthz`, `/readyz`, the
 //! KPI API (`/api/v1/kpis`, `/api/v1/top`) and the price lookup
 //! (`/api/v1/prices`); `grpc` serves the same KPIs as
-//! `chainpulse.kpi.v1.KpiService` on the OTLP/gRPC port.
+//! `chainpulse.kpi.v1.KpiService` on the OTLP/gRPC port; the live page
+//! (`/`, `page`) with the JSON it draws from (`/api/v1/history`,
+//! `/api/v1/health`).
 
 pub mod grpc;
+pub mod health;
+pub mod history;
+pub mod page;
 pub mod query;
 
 use crate::pipeline::Pipeline;
@@ -34,6 +39,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/kpis", get(kpis))
         .route("/api/v1/top", get(top))
         .route("/api/v1/prices", get(prices))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/health", get(health))
+        .route(page::INDEX_PATH, get(page::index))
+        .route(page::JS_PATH, get(page::script))
+        .route(page::CSS_PATH, get(page::style))
         .with_state(state)
 }
 
@@ -141,4 +151,21 @@ async fn prices(
             None => view::list_json(a.prices(), at),
         });
     Json(body).into_response()
+}
+
+/// `GET /api/v1/history?window=1h&service=…&chain=…`
+async fn history(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match history::HistoryQuery::parse(&params) {
+        Ok(q) => Json(q.run(&state.pipeline).await).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// `GET /api/v1/health`
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let accepting = state.accepting.load(Ordering::Acquire);
+    Json(health::health(&state.pipeline, accepting)).into_response()
 }
