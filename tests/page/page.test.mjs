@@ -248,9 +248,61 @@ test('the live page shows the KPI API\'s numbers, updates, and stays safe', { ti
   // Another window: the selector re-reads the API.
   await page.selectOption('#kpi-window', '1h');
   await page.selectOption('#chart-window', '1m');
-  await page.waitForFunction(() => /last hour; charts: last minute as 6 slots of 10 s/.test(document.getElementById('chains-note').textContent), null, { timeout: 15000 });
+  await page.waitForFunction(() => /KPIs: the last hour; charts: the last minute as 6 slots of 10 s/.test(document.getElementById('chains-note').textContent), null, { timeout: 15000 });
   await nextRefresh(page);
   await comparePageWithApi(page, base, '1h');
+
+  // The recent-requests section against the contract's shape: until the KPI
+  // API carries `recent` itself (the exemplars work), a second page gets
+  // the real KPI answer with a `recent` field added by the test — one
+  // request with an http trace link, one whose trace_url is a javascript:
+  // URL and whose error type is markup (neither may become live).
+  if (!withRecent.length) {
+    const page2 = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    page2.on('pageerror', (e) => problems.push(`page 2 error: ${e.message}`));
+    page2.on('console', (m) => { if (m.type() === 'error') problems.push(`page 2 console: ${m.text()}`); });
+    const R = (over) => ({
+      trace_id: '0af7651916cd43dd8448eb211c80319c', span_id: 'b7ad6b7169203331', service: SERVICE, chain: 'rag_query',
+      ended_at_unix_ms: Date.now(), duration_seconds: 1.234, cost_usd: 0.0012, error_type: null, trace_url: null, ...over,
+    });
+    await page2.route('**/api/v1/kpis?*', async (route) => {
+      const real = await route.fetch();
+      const body = await real.json();
+      for (const c of body.chains) {
+        if (c.chain !== 'rag_query') continue;
+        c.recent = {
+          slowest: [R({ trace_url: 'http://127.0.0.1:16686/trace/0af7651916cd43dd8448eb211c80319c' }), R({ duration_seconds: 0.5, cost_usd: null })],
+          costliest: [],
+          failed: [R({ error_type: '<b>RateLimitError</b>', trace_url: 'javascript:window.__xss=2' })],
+        };
+      }
+      await route.fulfill({ response: real, json: body });
+    });
+    // A token given as #token=… goes with every API request (for a metrics
+    // port behind bearer auth), and leaves the address bar.
+    const auth = [];
+    page2.on('request', (r) => { if (r.url().includes('/api/v1/')) auth.push(r.headers().authorization); });
+    await page2.goto(`${base}/#token=s3cret%20t`);
+    await page2.waitForSelector('#recent .recent-chain');
+    const recent = await page2.$$eval('#recent .recent-chain', (els) => els.map((e) => ({
+      chain: e.dataset.chain,
+      rows: e.querySelectorAll('tr').length,
+      links: [...e.querySelectorAll('a')].map((a) => a.getAttribute('href')),
+      text: e.textContent,
+      bold: e.querySelectorAll('b').length,
+    })));
+    assert.equal(recent.length, 1);
+    assert.equal(recent[0].chain, 'rag_query');
+    assert.equal(recent[0].rows, 2 + 1 + 1 + 1, 'two slowest and one failed, each table with a header');
+    assert.deepEqual(recent[0].links, ['http://127.0.0.1:16686/trace/0af7651916cd43dd8448eb211c80319c'], 'only the http trace link is a link');
+    assert.ok(recent[0].text.includes('<b>RateLimitError</b>'), 'error type shown as text');
+    assert.equal(recent[0].bold, 0);
+    assert.ok(recent[0].text.includes('1.234 s') && recent[0].text.includes('$0.0012') && recent[0].text.includes('unpriced'));
+    assert.equal(await page2.evaluate(() => window.__xss), undefined);
+    assert.ok(auth.length >= 9 && auth.every((a) => a === 'Bearer s3cret t'), `bearer token on every API request: ${auth}`);
+    assert.equal(await page2.evaluate(() => location.hash), '');
+    await page2.close();
+  }
 
   mkdirSync(ARTEFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTEFACTS, 'page.png'), fullPage: true });

@@ -44,9 +44,15 @@ export class Traffic {
     const r = this.random;
     const t0 = Date.now() - 5000;
     const at = (s) => new Date(t0 + s * 1000);
+    const user = 'user-' + Math.floor(r() * 50);
     const root = this.tracer.startSpan(chain, {
       startTime: at(0),
-      attributes: { 'openinference.span.kind': 'CHAIN', 'input.value': '{"question": "What is LCEL?"}' },
+      attributes: {
+        'openinference.span.kind': 'CHAIN',
+        'input.value': '{"question": "What is LCEL?"}',
+        'user.id': user,
+        'session.id': user + '-s' + Math.floor(r() * 3),
+      },
     });
     const cx = trace.setSpan(context.active(), root);
     const retr = 0.02 + r() * 0.08;

@@ -8,7 +8,7 @@ const params = new URLSearchParams(location.search);
 // ?refresh=N polls every N seconds (at least 1); default 5.
 const REFRESH_MS = Math.max(1, Number(params.get('refresh')) || 5) * 1000;
 const WINDOW_SECS = { '1m': 60, '5m': 300, '15m': 900, '1h': 3600 };
-const WINDOW_NAMES = { '1m': 'last minute', '5m': 'last 5 min', '15m': 'last 15 min', '1h': 'last hour', all: 'since start' };
+const WINDOW_NAMES = { '1m': 'the last minute', '5m': 'the last 5 min', '15m': 'the last 15 min', '1h': 'the last hour', all: 'since start' };
 const KPI_NAMES = {
   latency_p50_seconds: 'P50 latency', latency_p95_seconds: 'P95 latency', latency_p99_seconds: 'P99 latency',
   error_rate: 'error rate', availability: 'availability', throughput_rps: 'throughput',
@@ -151,7 +151,7 @@ function renderChains(kpis, history) {
   const slotSec = history.slot_seconds;
   const slots = slotSec ? Math.round(WINDOW_SECS[history.window] / slotSec) : 0;
   document.getElementById('chains-note').textContent =
-    'KPIs over the ' + WINDOW_NAMES[kpis.window] + '; charts: ' + WINDOW_NAMES[history.window] +
+    'KPIs: ' + WINDOW_NAMES[kpis.window] + '; charts: ' + WINDOW_NAMES[history.window] +
     (slotSec ? ' as ' + slots + ' slots of ' + fmtSpan(slotSec) + ', one point per slot (the newest still filling)' : '');
   if (!kpis.chains.length) {
     replace('chains', el('p', { class: 'muted' }, 'No requests yet.'));
