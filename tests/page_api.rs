@@ -157,3 +157,76 @@ async fn health_reads_the_same_counts_as_metrics() {
     assert!(!h.to_string().contains("-0.0"), "{h}");
     server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_a_forwarding_queue_that_drops() {
+    // A destination whose upstream is down, with a queue too small for the
+    // captures and `on_full = "drop"`: the health document must show its
+    // queue and drops exactly as /metrics does, and call a queue ≥ 80 % full
+    // a problem.
+    let dead = common::upstream::Upstream::start().await;
+    dead.stop().await;
+    let toml = format!(
+        r#"
+[[forward.destinations]]
+name = "dead"
+protocol = "grpc"
+endpoint = "{}"
+timeout_ms = 3000
+batch = {{ flush_interval_ms = 20 }}
+retry = {{ initial_backoff_ms = 50, max_backoff_ms = 500 }}
+queue = {{ max_bytes = 65536, on_full = "drop" }}
+"#,
+        dead.grpc_endpoint()
+    );
+    let mut config = test_config();
+    config.forward = chainpulse::config::Config::from_toml_str(&toml)
+        .expect("config")
+        .forward;
+    config.server.shutdown_timeout_ms = 1000;
+    let server = start(config).await;
+    for _ in 0..3 {
+        feed_all(&server).await;
+    }
+    let base = format!("http://{}", server.addrs().metrics);
+    let mut h = serde_json::Value::Null;
+    for _ in 0..100 {
+        h = get_json(format!("{base}/api/v1/health")).await.1;
+        if h["forwarding"][0]["dropped_spans"].as_f64().unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let m = scrape(&server).await;
+    let d = [("destination", "dead")];
+    let f = &h["forwarding"][0];
+    assert_eq!(f["destination"], "dead");
+    let dropped = f["dropped_spans"].as_f64().expect("dropped");
+    assert!(dropped > 0.0, "{h}");
+    // Gauges move while the sender retries; the counters only grow, and
+    // the limit is fixed.
+    assert_eq!(f["queue_max_bytes"], 65536.0);
+    assert!(
+        value(
+            &m,
+            "chainpulse_forward_spans_total",
+            &[("destination", "dead"), ("result", "dropped")]
+        ) >= dropped
+    );
+    assert_eq!(f["failed_by_reason"]["queue_full"].as_f64(), Some(dropped));
+    assert_eq!(
+        h["dropped_spans"]["forward_dropped"].as_f64(),
+        Some(dropped)
+    );
+    assert!(value(&m, "chainpulse_forward_queue_max_bytes", &d) == 65536.0);
+    let bytes = f["queue_bytes"].as_f64().expect("bytes");
+    let full = bytes >= 0.8 * 65536.0;
+    println!("queue: {bytes} bytes of 65536, problems: {}", h["problems"]);
+    let problem = h["problems"].as_array().expect("problems").iter().any(|p| {
+        p.as_str()
+            .is_some_and(|p| p.starts_with("forwarding queue \"dead\" is"))
+    });
+    assert_eq!(problem, full, "{bytes} bytes queued: {h}");
+    assert_eq!(h["status"], if full { "degraded" } else { "ok" });
+    server.shutdown().await.expect("shutdown");
+}
