@@ -33,6 +33,9 @@ struct Pki {
     ca: String,
     cert: String,
     key: String,
+    /// A client certificate the CA signed (mutual TLS).
+    client_cert: String,
+    client_key: String,
 }
 
 fn pki() -> Pki {
@@ -41,15 +44,22 @@ fn pki() -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let key = KeyPair::generate().expect("leaf key");
-    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("leaf params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("leaf cert");
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = CertificateParams::new(names)
+            .expect("leaf params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("leaf cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, key) = leaf(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
+    let (client_cert, client_key) = leaf(vec!["exporter".to_owned()]);
     Pki {
         ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
+        cert,
+        key,
+        client_cert,
+        client_key,
     }
 }
 
@@ -423,6 +433,86 @@ async fn refusals_say_what_is_wrong() {
             "chainpulse_tls_handshake_failures_total",
             &[("listener", "metrics")]
         ) >= 1.0
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
+/// Mutual TLS: a client without a certificate the CA signed does not get
+/// past the handshake; one with it exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut s = setup();
+    let ca_file = s.cert.with_file_name("ca.crt");
+    std::fs::write(&ca_file, &s.pki.ca).expect("ca");
+    s.config.tls.client_ca_file = Some(ca_file.display().to_string());
+    s.config.check_files().expect("files check out");
+    let server = Server::start(&s.config).await.expect("server starts");
+    let port = server.addrs().grpc.port();
+    let connect = |identity: Option<Identity>| {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&s.pki.ca))
+            .domain_name("localhost");
+        if let Some(id) = identity {
+            tls = tls.identity(id);
+        }
+        async move {
+            let channel = Endpoint::from_shared(format!("https://localhost:{port}"))
+                .expect("endpoint")
+                .tls_config(tls)
+                .expect("tls config")
+                .connect()
+                .await?;
+            let mut r = tonic::Request::new(ExportTraceServiceRequest::default());
+            r.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {TOKEN}").parse().expect("header"),
+            );
+            TraceServiceClient::new(channel)
+                .export(r)
+                .await
+                .map(|_| ())
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+        }
+    };
+    assert!(connect(None).await.is_err(), "no client certificate");
+    let other = pki();
+    let stranger = Identity::from_pem(&other.client_cert, &other.client_key);
+    assert!(
+        connect(Some(stranger)).await.is_err(),
+        "certificate of another CA"
+    );
+    let ours = Identity::from_pem(&s.pki.client_cert, &s.pki.client_key);
+    connect(Some(ours))
+        .await
+        .expect("accepted with our client certificate");
+    let identity = reqwest::Identity::from_pem(
+        format!("{}{}", s.pki.client_cert, s.pki.client_key).as_bytes(),
+    )
+    .expect("identity");
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(s.pki.ca.as_bytes()).expect("ca"))
+        .identity(identity)
+        .use_rustls_tls()
+        .build()
+        .expect("client");
+    let r = client
+        .get(format!(
+            "https://localhost:{}/metrics",
+            server.addrs().metrics.port()
+        ))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("scrape");
+    let m = text::parse(&r.text().await.expect("body"));
+    assert!(
+        value(
+            &m,
+            "chainpulse_tls_handshake_failures_total",
+            &[("listener", "grpc")]
+        ) >= 2.0
     );
     server.shutdown().await.expect("shutdown");
 }
