@@ -68,14 +68,16 @@ pub struct ServerConfig {
     /// Export requests processed at once before ingest answers
     /// "overloaded" (HTTP 503 / gRPC UNAVAILABLE) and `/readyz` fails.
     pub max_inflight_requests: usize,
-    /// HTTP/1.1 request headers must arrive within this (else the
-    /// connection is closed).
+    /// A new connection must complete its TLS handshake (if any) and its
+    /// first request's headers within this, HTTP/1.1 and HTTP/2 alike (else
+    /// it is closed); HTTP/1.1 also bounds each later request's headers.
     pub header_read_timeout_ms: u64,
     /// A request body (HTTP, or a gRPC Export message) must arrive within
     /// this, counted from the request's headers.
     pub body_read_timeout_ms: u64,
-    /// A connection on which nothing is read or written for this long is
-    /// closed (each listener).
+    /// A connection on which nothing is read or written for this long, or
+    /// (after its first request) no request is in progress for this long,
+    /// is closed (each listener).
     pub idle_timeout_ms: u64,
     /// Open connections per listener (OTLP/gRPC, OTLP/HTTP, and the
     /// metrics port each); past it new connections are closed at once, so
