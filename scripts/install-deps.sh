@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use, when they are missing:
 # promtool/prometheus (Debian's `prometheus`), python3-venv, Debian's
-# `chromium` and node/npm (the live page's browser test, tests/page), and the
-# Rust components rustfmt and clippy. Idempotent; a no-op on a prepared
+# `chromium` and node/npm (the live page's browser test, tests/page), the
+# openssl CLI (tests/e2e/test_tls_auth.py makes its throwaway CA with it), and
+# the Rust components rustfmt and clippy. Idempotent; a no-op on a prepared
 # machine.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2

@@ -46,6 +46,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub kpi: KpiConfig,
     pub forward: crate::forward::config::ForwardConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,14 +68,16 @@ pub struct ServerConfig {
     /// Export requests processed at once before ingest answers
     /// "overloaded" (HTTP 503 / gRPC UNAVAILABLE) and `/readyz` fails.
     pub max_inflight_requests: usize,
-    /// HTTP/1.1 request headers must arrive within this (else the
-    /// connection is closed).
+    /// A new connection must complete its TLS handshake (if any) and its
+    /// first request's headers within this, HTTP/1.1 and HTTP/2 alike (else
+    /// it is closed); HTTP/1.1 also bounds each later request's headers.
     pub header_read_timeout_ms: u64,
     /// A request body (HTTP, or a gRPC Export message) must arrive within
     /// this, counted from the request's headers.
     pub body_read_timeout_ms: u64,
-    /// A connection on which nothing is read or written for this long is
-    /// closed (each listener).
+    /// A connection on which nothing is read or written for this long, or
+    /// (after its first request) no request is in progress for this long,
+    /// is closed (each listener).
     pub idle_timeout_ms: u64,
     /// Open connections per listener (OTLP/gRPC, OTLP/HTTP, and the
     /// metrics port each); past it new connections are closed at once, so
@@ -98,6 +102,93 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_concurrent_streams: 100,
         }
+    }
+}
+
+/// The three listeners, as named in `tls.listeners` / `auth.listeners`.
+pub const LISTENERS: [&str; 3] = ["grpc", "http", "metrics"];
+
+/// `[tls]`: serve the listeners over TLS (see `crate::tls`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first). Setting it turns TLS on.
+    pub cert_file: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching `cert_file`.
+    pub key_file: Option<String>,
+    /// PEM CA bundle: when set, clients must present a certificate it
+    /// signed (mutual TLS).
+    pub client_ca_file: Option<String>,
+    /// Which listeners serve TLS (the others stay plaintext).
+    pub listeners: Vec<String>,
+    /// How often the files are checked for a change (0: never).
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            listeners: LISTENERS.map(str::to_owned).to_vec(),
+            reload_interval_ms: 5_000,
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    pub fn serves(&self, listener: &str) -> bool {
+        self.enabled() && self.listeners.iter().any(|l| l == listener)
+    }
+}
+
+/// `[auth]`: bearer tokens required by the listeners (see `crate::auth`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The token clients send as `Authorization: Bearer <token>`; a secret
+    /// reference (`${env:NAME}`, `${file:PATH}`) or, not recommended, the
+    /// token itself. Setting it turns authentication on.
+    pub bearer_token: Option<String>,
+    /// A different token for the metrics port (`/metrics`, `/api/*`), so
+    /// Prometheus need not hold the ingest token. Default: `bearer_token`.
+    pub metrics_bearer_token: Option<String>,
+    /// Which listeners require the token. `/healthz` and `/readyz` never do.
+    pub listeners: Vec<String>,
+    /// How often `${file:…}` tokens are re-read (0: never).
+    pub reload_interval_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            bearer_token: None,
+            metrics_bearer_token: None,
+            listeners: LISTENERS.map(str::to_owned).to_vec(),
+            reload_interval_ms: 5_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The token template `listener` requires, if any.
+    pub fn template_for(&self, listener: &str) -> Option<(&'static str, &str)> {
+        if !self.listeners.iter().any(|l| l == listener) {
+            return None;
+        }
+        if listener == "metrics" {
+            if let Some(t) = &self.metrics_bearer_token {
+                return Some(("auth.metrics_bearer_token", t));
+            }
+        }
+        self.bearer_token
+            .as_deref()
+            .map(|t| ("auth.bearer_token", t))
     }
 }
 
@@ -599,6 +690,7 @@ impl Config {
             }
         });
         secrets?;
+        self.validate_listeners()?;
         for (i, b) in self.budgets.iter().enumerate() {
             if !(b.usd.is_finite() && b.usd > 0.0) {
                 return Err(invalid(
@@ -667,6 +759,67 @@ impl Config {
         Ok(())
     }
 
+    /// `[tls]` and `[auth]`: what can be checked without the file system.
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        for (section, listeners) in [("tls", &self.tls.listeners), ("auth", &self.auth.listeners)] {
+            for (i, l) in listeners.iter().enumerate() {
+                if !LISTENERS.contains(&l.as_str()) {
+                    return Err(invalid(
+                        &format!("{section}.listeners[{i}]"),
+                        format!("unknown listener {l:?} (expected one of {LISTENERS:?})"),
+                    ));
+                }
+                if listeners[..i].contains(l) {
+                    return Err(invalid(
+                        &format!("{section}.listeners[{i}]"),
+                        format!("{l:?} is listed twice"),
+                    ));
+                }
+            }
+        }
+        let t = &self.tls;
+        let empty = |v: &Option<String>| v.as_deref().is_some_and(|s| s.trim().is_empty());
+        for (key, v) in [
+            ("tls.cert_file", &t.cert_file),
+            ("tls.key_file", &t.key_file),
+            ("tls.client_ca_file", &t.client_ca_file),
+        ] {
+            if empty(v) {
+                return Err(invalid(key, "is empty (leave it out to turn TLS off)"));
+            }
+        }
+        match (&t.cert_file, &t.key_file) {
+            (Some(_), None) => {
+                return Err(invalid("tls.key_file", "is required with tls.cert_file"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("tls.cert_file", "is required with tls.key_file"))
+            }
+            _ => {}
+        }
+        if t.client_ca_file.is_some() && t.cert_file.is_none() {
+            return Err(invalid(
+                "tls.client_ca_file",
+                "needs tls.cert_file and tls.key_file (mutual TLS is TLS)",
+            ));
+        }
+        for (key, v) in [
+            ("auth.bearer_token", &self.auth.bearer_token),
+            ("auth.metrics_bearer_token", &self.auth.metrics_bearer_token),
+        ] {
+            if let Some(v) = v {
+                if v.trim().is_empty() {
+                    return Err(invalid(
+                        key,
+                        "is empty (leave it out to turn authentication off)",
+                    ));
+                }
+                check_secret_syntax(v).map_err(|m| invalid(key, m))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that need the file system (`check-config`): every TLS file a
     /// destination names can be read and holds what it should (a CA bundle
     /// or client certificate at least one PEM certificate, a key file a PEM
@@ -690,7 +843,19 @@ impl Config {
             };
             result = check_pem(path, file, marker, what);
         });
-        result
+        result?;
+        // The listeners' certificate and tokens, loaded exactly as `run`
+        // loads them (a key that does not match its certificate, a CA file
+        // with no certificate, a token file that cannot be read).
+        if self.tls.enabled() {
+            crate::tls::load(&self.tls).map_err(|e| invalid(e.key, e.message))?;
+        }
+        for listener in LISTENERS {
+            if let Some((key, template)) = self.auth.template_for(listener) {
+                crate::auth::resolve_token(template).map_err(|m| invalid(key, m))?;
+            }
+        }
+        Ok(())
     }
 
     /// The effective configuration as TOML (for `check-config`).

@@ -20,6 +20,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod export;
@@ -34,8 +35,10 @@ pub mod pipeline;
 pub mod pricing;
 pub mod receive;
 pub mod report;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 /// The zero-copy OTLP trace types generated from `proto/chainpulse/otlp_view.proto`.
 pub mod otlp_view {

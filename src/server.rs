@@ -37,6 +37,8 @@ pub struct Server {
     ingest_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     api_task: JoinHandle<anyhow::Result<()>>,
     tick_task: JoinHandle<()>,
+    /// Certificate and token reloaders.
+    watchers: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
 }
 
@@ -87,11 +89,25 @@ impl Server {
         // LLM spans) is a few hundred KiB, which would otherwise wait on
         // several WINDOW_UPDATE round trips.
         let conn_limits = crate::listen::ConnLimits::from_config(&config.server);
-        let gate = |name| crate::listen::Gate::new(pipeline.registry(), name, conn_limits);
+        let security = Security::load(config, pipeline.registry())?;
+        let gate = |name| {
+            let tls = security
+                .tls
+                .as_ref()
+                .filter(|_| config.tls.serves(name))
+                .map(|c| c.acceptor(pipeline.registry(), name, conn_limits.header_read_timeout));
+            crate::listen::Gate::new(pipeline.registry(), name, conn_limits, tls)
+        };
+        let grpc_auth = security
+            .guard("grpc", &[], pipeline.registry())
+            .map(|g| crate::auth::AuthLayer::new(g, crate::auth::refuse_grpc::<tonic::body::Body>));
         let grpc = tonic::transport::Server::builder()
             .max_concurrent_streams(Some(config.server.max_concurrent_streams))
             .initial_stream_window_size(Some(1 << 20))
             .initial_connection_window_size(Some(4 << 20))
+            .layer(crate::listen::TrackLayer::new())
+            // Before anything reads (or reserves memory for) the body.
+            .layer(tower::util::option_layer(grpc_auth))
             .layer(tower::util::MapResponseLayer::new({
                 let pipeline = pipeline.clone();
                 move |r| size_limit_status(&pipeline, r)
@@ -109,7 +125,13 @@ impl Server {
             );
         let grpc_task = tokio::spawn(async move { grpc.await.context("OTLP/gRPC server") });
 
-        let http_app = http::router(pipeline.clone());
+        let mut http_app = http::router(pipeline.clone());
+        if let Some(g) = security.guard("http", &[], pipeline.registry()) {
+            http_app = http_app.layer(crate::auth::AuthLayer::new(
+                g,
+                crate::auth::refuse_otlp_http,
+            ));
+        }
         let http_shutdown = signal(&ingest_rx);
         let http_gate = gate("http");
         let http_task = tokio::spawn(async move {
@@ -118,7 +140,10 @@ impl Server {
                 .context("OTLP/HTTP server")
         });
 
-        let api_app = api::router(api.clone());
+        let mut api_app = api::router(api.clone());
+        if let Some(g) = security.guard("metrics", &crate::auth::OPEN_PATHS, pipeline.registry()) {
+            api_app = api_app.layer(crate::auth::AuthLayer::new(g, crate::auth::refuse_api));
+        }
         let api_shutdown = signal(&api_rx);
         let api_gate = gate("metrics");
         let api_task = tokio::spawn(async move {
@@ -152,6 +177,7 @@ impl Server {
             ingest_tasks: vec![grpc_task, http_task],
             api_task,
             tick_task,
+            watchers: security.watch(config),
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
         })
     }
@@ -192,6 +218,9 @@ impl Server {
             }
         }
         self.tick_task.abort();
+        for w in &self.watchers {
+            w.abort();
+        }
         // Every held trace is released (and gets its sampling decision)
         // before the forwarder drains its queues.
         self.pipeline.drain();
@@ -203,6 +232,72 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.api_task).await;
         tracing::info!(clean, "chainpulse stopped");
         Ok(())
+    }
+}
+
+/// The listeners' certificates and tokens (`[tls]`, `[auth]`), loaded at
+/// start-up: an error names its config key and stops `run`.
+struct Security {
+    tls: Option<Arc<crate::tls::Certificates>>,
+    /// One per configured token key (`auth.bearer_token`,
+    /// `auth.metrics_bearer_token`).
+    tokens: Vec<(&'static str, Arc<crate::auth::Token>)>,
+    auth: crate::config::AuthConfig,
+}
+
+impl Security {
+    fn load(config: &Config, registry: &Registry) -> anyhow::Result<Security> {
+        let tls = if config.tls.enabled() {
+            Some(
+                crate::tls::Certificates::load(&config.tls, registry)
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let mut tokens: Vec<(&'static str, Arc<crate::auth::Token>)> = Vec::new();
+        for listener in crate::config::LISTENERS {
+            if let Some((key, template)) = config.auth.template_for(listener) {
+                if tokens.iter().all(|(k, _)| *k != key) {
+                    let token = crate::auth::Token::new(key, template, registry)
+                        .map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))?;
+                    tokens.push((key, token));
+                }
+            }
+        }
+        Ok(Security {
+            tls,
+            tokens,
+            auth: config.auth.clone(),
+        })
+    }
+
+    fn guard(
+        &self,
+        listener: &'static str,
+        open_paths: &'static [&'static str],
+        registry: &Registry,
+    ) -> Option<crate::auth::Guard> {
+        let (key, _) = self.auth.template_for(listener)?;
+        let (_, token) = self.tokens.iter().find(|(k, _)| *k == key)?;
+        Some(crate::auth::Guard::new(
+            token.clone(),
+            registry,
+            listener,
+            open_paths,
+        ))
+    }
+
+    fn watch(&self, config: &Config) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(c) = &self.tls {
+            tasks.push(tokio::spawn(c.clone().watch()));
+        }
+        let every = Duration::from_millis(config.auth.reload_interval_ms);
+        for (_, t) in &self.tokens {
+            tasks.push(tokio::spawn(t.clone().watch(every)));
+        }
+        tasks
     }
 }
 

@@ -70,3 +70,11 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 pub const COST_BUCKETS: [f64; 12] = [
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 10.0,
 ];
+
+// Listener security (src/tls.rs, src/auth.rs, src/listen.rs).
+pub const TLS_RELOADS: &str = "chainpulse_tls_reload_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "chainpulse_tls_handshake_failures_total";
+pub const AUTH_REFUSED: &str = "chainpulse_auth_refused_total";
+pub const AUTH_TOKEN_RELOADS: &str = "chainpulse_auth_token_reload_total";
+pub const CONNECTIONS_HEADER_TIMEOUT: &str = "chainpulse_connections_header_timeout_total";
+pub const CONNECTIONS_REFUSED_ANSWERED: &str = "chainpulse_connections_refused_answered_total";

@@ -14,7 +14,7 @@
 
 pub(crate) mod client;
 pub(crate) mod retry;
-pub(crate) mod secret;
+pub(crate) use crate::secret;
 
 use crate::export::names::*;
 use crate::export::Registry;

@@ -1,10 +1,13 @@
-//! Secret header values for upstream destinations, taken from the
-//! environment or from files instead of the config file.
+//! Secrets taken from the environment or from files instead of the config
+//! file: header values for upstream destinations (`forward/`) and the
+//! bearer tokens the listeners require (`auth`). It sits beside the stages,
+//! not in `forward/`, because both directions use the one syntax.
 //!
 //! Exporting to LangSmith, Langfuse or a hosted collector needs API keys,
 //! and a config file is the wrong place for them: it gets committed, copied
 //! into images and pasted into bug reports. So header values (and basic-auth
-//! credentials) in the TOML config may reference secrets instead:
+//! credentials, and `auth.bearer_token`) in the TOML config may reference
+//! secrets instead:
 //!
 //! * `${env:NAME}` — the value of environment variable `NAME`;
 //! * `${file:/run/secrets/key}` — the content of a file (Docker and
@@ -30,7 +33,6 @@ use std::io::Read;
 pub struct Secret(String);
 
 impl Secret {
-    #[cfg(test)]
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -90,7 +92,6 @@ pub fn resolve(
     Ok(Secret(out))
 }
 
-#[cfg(test)]
 /// True when `template` contains at least one reference (so a literal key in a config file can be warned about).
 ///
 /// A malformed reference (e.g. unterminated) counts: it was meant as one,
