@@ -17,9 +17,10 @@
 //!   and a body saying what is wrong (OTLP/HTTP: a `google.rpc.Status` in
 //!   the request's encoding; the API: JSON), gRPC `UNAUTHENTICATED`.
 //!   Refusals are counted in `chainpulse_auth_refused_total{listener,reason}`.
-//! - `/healthz` and `/readyz` stay open: kubelet probes carry no token.
-//!   Everything else on the metrics port (`/metrics`, `/api/*`, and any
-//!   route added later) needs the token — `auth.metrics_bearer_token` when
+//! - `/healthz` and `/readyz` stay open: kubelet probes carry no token; so
+//!   does the live page's static shell (`/`, `/assets/*`), which holds no
+//!   data (the list is `api::OPEN_PATHS`). Everything else on the metrics
+//!   port (`/metrics`, `/api/*`, and any route added later) needs the token — `auth.metrics_bearer_token` when
 //!   Prometheus should hold a different one.
 
 use crate::export::names::{AUTH_REFUSED, AUTH_TOKEN_RELOADS};
@@ -34,9 +35,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-
-/// Paths of the metrics port that never need the token (kubelet probes).
-pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Resolves a token template; the error says what is wrong (never the
 /// value).
@@ -366,7 +364,7 @@ mod tests {
             reloads_ok: registry.counter(AUTH_TOKEN_RELOADS, &[("result", "ok")]),
             reloads_failed: registry.counter(AUTH_TOKEN_RELOADS, &[("result", "error")]),
         });
-        Guard::new(token, &registry, "metrics", &OPEN_PATHS)
+        Guard::new(token, &registry, "metrics", &["/healthz", "/readyz"])
     }
 
     fn with_auth(v: &'static str) -> HeaderMap {

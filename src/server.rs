@@ -141,7 +141,7 @@ impl Server {
         });
 
         let mut api_app = api::router(api.clone());
-        if let Some(g) = security.guard("metrics", &crate::auth::OPEN_PATHS, pipeline.registry()) {
+        if let Some(g) = security.guard("metrics", &api::OPEN_PATHS, pipeline.registry()) {
             api_app = api_app.layer(crate::auth::AuthLayer::new(g, crate::auth::refuse_api));
         }
         let api_shutdown = signal(&api_rx);

@@ -384,14 +384,22 @@ async fn refusals_say_what_is_wrong() {
     let j: serde_json::Value =
         serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
     assert_eq!(j["error"], "the bearer token is not valid");
-    // Probes stay open.
-    for probe in ["/healthz", "/readyz"] {
+    // Probes and the live page's static shell stay open; its data does not.
+    for open in ["/healthz", "/readyz", "/", "/assets/page.js", "/assets/page.css"] {
         let r = client
-            .get(format!("{metrics}{probe}"))
+            .get(format!("{metrics}{open}"))
             .send()
             .await
-            .expect("probe");
-        assert_eq!(r.status(), 200, "{probe}");
+            .expect("open path");
+        assert_eq!(r.status(), 200, "{open}");
+    }
+    for closed in ["/metrics", "/api/v1/history", "/api/v1/health", "/index.html"] {
+        let r = client
+            .get(format!("{metrics}{closed}"))
+            .send()
+            .await
+            .expect("closed path");
+        assert_eq!(r.status(), 401, "{closed}");
     }
 
     // gRPC: UNAUTHENTICATED with the message, on the KPI service too.

@@ -31,6 +31,19 @@ pub struct ApiState {
     pub accepting: AtomicBool,
 }
 
+/// Paths of this port that never need the bearer token when `[auth]` is on:
+/// the kubelet probes (they carry no token) and the live page's static
+/// shell — a browser cannot attach a header when it loads a page or its
+/// script, and the shell holds no data: every figure comes from `/api/*`,
+/// which the page calls with the token given as `/#token=…`.
+pub const OPEN_PATHS: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    page::INDEX_PATH,
+    page::JS_PATH,
+    page::CSS_PATH,
+];
+
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
