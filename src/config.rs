@@ -226,7 +226,10 @@ pub struct LogConfig {
 
 /// SLO targets. Defaults are the production targets chainpulse is built
 /// around: P50 < 1 s, P95 < 2 s, P99 < 3 s, error rate < 0.1 %,
-/// availability > 99.9 %, throughput > 100 req/s.
+/// availability > 99.9 %. Throughput has no default floor: "> 100 req/s"
+/// is a capacity target for a load test (`chainpulse loadgen` reports it),
+/// not something live traffic owes; a quiet app is not failing. Set
+/// `min_throughput_rps` to make a floor a KPI target (and arm its alert).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SloConfig {
@@ -237,8 +240,9 @@ pub struct SloConfig {
     pub error_rate: f64,
     /// Successful requests / requests (request-based availability).
     pub availability: f64,
-    /// Minimum requests per second; 0 disables the floor.
-    pub min_throughput_rps: f64,
+    /// Minimum requests per second of live traffic. Unset (the default) or
+    /// 0: no floor, throughput is reported without a verdict.
+    pub min_throughput_rps: Option<f64>,
     /// Per service and/or chain targets; the first matching entry wins,
     /// and keys it leaves out keep the defaults above.
     pub overrides: Vec<SloOverride>,
@@ -252,7 +256,7 @@ impl Default for SloConfig {
             latency_p99_seconds: 3.0,
             error_rate: 0.001,
             availability: 0.999,
-            min_throughput_rps: 100.0,
+            min_throughput_rps: None,
             overrides: Vec::new(),
         }
     }
@@ -279,7 +283,8 @@ pub struct SloTargets {
     pub latency_p99_seconds: f64,
     pub error_rate: f64,
     pub availability: f64,
-    pub min_throughput_rps: f64,
+    /// `None`: no throughput floor for this chain.
+    pub min_throughput_rps: Option<f64>,
 }
 
 impl SloConfig {
@@ -302,8 +307,10 @@ impl SloConfig {
             t.latency_p99_seconds = o.latency_p99_seconds.unwrap_or(t.latency_p99_seconds);
             t.error_rate = o.error_rate.unwrap_or(t.error_rate);
             t.availability = o.availability.unwrap_or(t.availability);
-            t.min_throughput_rps = o.min_throughput_rps.unwrap_or(t.min_throughput_rps);
+            t.min_throughput_rps = o.min_throughput_rps.or(t.min_throughput_rps);
         }
+        // 0 is "no floor" (an override's way to lift a global one).
+        t.min_throughput_rps = t.min_throughput_rps.filter(|&v| v > 0.0);
         t
     }
 }
@@ -653,7 +660,9 @@ impl Config {
         check("slo.latency_p99_seconds", s.latency_p99_seconds, None)?;
         check("slo.error_rate", s.error_rate, Some(1.0))?;
         check("slo.availability", s.availability, Some(1.0))?;
-        check("slo.min_throughput_rps", s.min_throughput_rps, None)?;
+        if let Some(v) = s.min_throughput_rps {
+            check("slo.min_throughput_rps", v, None)?;
+        }
         for (i, o) in s.overrides.iter().enumerate() {
             let k = |f: &str| format!("slo.overrides[{i}].{f}");
             let opt = |key: String, v: Option<f64>, max| v.map_or(Ok(()), |v| check(&key, v, max));
