@@ -48,6 +48,10 @@ TRAFFIC = {
     "b": {"model": "gpt-4o", "tokens": (300, 50),
           "requests": [(0.8, False, 31), (1.5, False, 26), (1.5, True, 1), (2.5, False, 1), (4.0, False, 1)]},
 }
+# Replica b's configuration sets a live-traffic throughput floor for the chain (opt-in); a sets none. The fleet report
+# must read it from chainpulse_slo_target: no verdict for window all (no rate), NOT MET over a window.
+FLOOR = 1000.0
+CONFIG_B = f"""[[slo.overrides]]\nchain = "{CHAIN}"\nmin_throughput_rps = {FLOOR}\n"""
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 TARGETS = {"latency_p50_seconds": (1.0, 50), "latency_p95_seconds": (2.0, 95), "latency_p99_seconds": (3.0, 99)}
 
@@ -132,8 +136,9 @@ class Checks:
 
 
 def compare(c: Checks, what: str, fleet: dict[str, Any], apis: list[dict[str, Any]], truth: list[float] | None,
-            errors: int) -> None:
-    """Fleet report chain `fleet` against the KPI API chains `apis` (one per replica it covers)."""
+            errors: int, throughput: str | None) -> None:
+    """Fleet report chain `fleet` against the KPI API chains `apis` (one per replica it covers). `throughput`: the
+    expected status of the throughput check (a replica exports a floor), or None (no floor exported: no check)."""
     for field in ("requests", "errors", "tokens_input", "tokens_output", "unpriced_requests"):
         want = sum(a[field] for a in apis)
         c.check(fleet[field] == want, f"{what}: {field} {fleet[field]} != KPI APIs' {want}")
@@ -157,7 +162,13 @@ def compare(c: Checks, what: str, fleet: dict[str, Any], apis: list[dict[str, An
             # The sidecar's sketch has 1 % relative error.
             c.check(lo / 1.01 < s <= hi * 1.01, f"{what}: sidecar {name} {s} outside the stated bucket ({lo}, {hi}]")
     verdicts = {k["kpi"]: k["status"] for k in fleet["kpis"]}
-    c.check("throughput_rps" not in verdicts, f"{what}: a throughput verdict without a configured floor: {verdicts}")
+    if throughput is None:
+        c.check("throughput_rps" not in verdicts, f"{what}: a throughput verdict without a configured floor: {verdicts}")
+    else:
+        t = next((k for k in fleet["kpis"] if k["kpi"] == "throughput_rps"), {})
+        got = (t.get("target"), t.get("target_source"), t.get("status"))
+        c.check(got == (FLOOR, "chainpulse_slo_target", throughput),
+                f"{what}: throughput check {got} != ({FLOOR}, chainpulse_slo_target, {throughput})")
     if truth is not None:
         for kpi, (target, pct) in TARGETS.items():
             within = sum(1 for v in truth if v <= target)
@@ -171,6 +182,8 @@ def compare(c: Checks, what: str, fleet: dict[str, Any], apis: list[dict[str, An
         for kpi in ("latency_p50_seconds", "latency_p95_seconds", "latency_p99_seconds", "error_rate", "availability"):
             c.check(verdicts.get(kpi) == mine.get(kpi), f"{what}: {kpi} fleet {verdicts.get(kpi)} != sidecar {mine.get(kpi)}")
         c.check(fleet["targets_met"] == apis[0]["targets_met"], f"{what}: targets_met differs from the sidecar's")
+        c.check(("throughput_rps" in mine) == (throughput is not None),
+                f"{what}: the sidecar's throughput check {mine.get('throughput_rps')} (floor configured: {throughput is not None})")
 
 
 def main() -> int:
@@ -190,8 +203,11 @@ def main() -> int:
             ports = {k: free_port() for k in ("grpc", "http", "metrics")}
             log = open(os.path.join(work, f"chainpulse-{name}.log"), "w")
             logs.append(log)
+            config = os.path.join(work, f"chainpulse-{name}.toml")
+            with open(config, "w") as f:
+                f.write(CONFIG_B if name == "b" else "")
             procs.append(subprocess.Popen(
-                [BIN, "run", "--grpc-addr", f"127.0.0.1:{ports['grpc']}", "--http-addr", f"127.0.0.1:{ports['http']}",
+                [BIN, "run", "--config", config, "--grpc-addr", f"127.0.0.1:{ports['grpc']}", "--http-addr", f"127.0.0.1:{ports['http']}",
                  "--metrics-addr", f"127.0.0.1:{ports['metrics']}"], stdout=log, stderr=subprocess.STDOUT))
             replicas[name] = ports
         prom_port = free_port()
@@ -240,7 +256,8 @@ def main() -> int:
             c.check(len(chains) == 1, f"window {window}: expected one {SERVICE}/{CHAIN} chain, got {body['chains']}")
             if chains:
                 c.check(chains[0]["replicas"] == 2, f"window {window}: replicas {chains[0]['replicas']} != 2")
-                compare(c, f"fleet window {window}", chains[0], list(apis.values()), truth, errors)
+                compare(c, f"fleet window {window}", chains[0], list(apis.values()), truth, errors,
+                        "no_data" if window == "all" else "fail")
         for name, p in replicas.items():
             sel = f'{{instance="127.0.0.1:{p["metrics"]}"}}'
             r = report(prom, "--window", "all", "--format", "json", "--selector", sel, "--service", SERVICE)
@@ -248,7 +265,8 @@ def main() -> int:
             if r.returncode == 0:
                 chain = json.loads(r.stdout)["chains"][0]
                 spec_errors = sum(n for _, fails, n in TRAFFIC[name]["requests"] if fails)
-                compare(c, f"replica {name}", chain, [apis[name]], latencies([TRAFFIC[name]]), spec_errors)
+                compare(c, f"replica {name}", chain, [apis[name]], latencies([TRAFFIC[name]]), spec_errors,
+                        "no_data" if name == "b" else None)
         # A window that starts between two batches counts only the second one, exactly: the per-series difference
         # to the scrape one window back (no extrapolation), on series that already existed before the window.
         t_quiet = time.time()
@@ -287,6 +305,9 @@ def main() -> int:
         down = report(f"http://127.0.0.1:{free_port()}", "--window", "all")
         c.check(down.returncode == 1 and "cannot reach Prometheus" in down.stderr,
                 f"unreachable Prometheus: status {down.returncode}, {down.stderr!r}")
+        sidecar = report(f"http://127.0.0.1:{replicas['a']['metrics']}", "--window", "all")
+        c.check(sidecar.returncode == 1 and "not a Prometheus API answer" in sidecar.stderr,
+                f"a sidecar's URL as --prometheus: status {sidecar.returncode}, {sidecar.stderr!r}")
         window = report(prom, "--window", "five")
         c.check(window.returncode == 1 and "Prometheus duration" in window.stderr, f"bad window: {window.stderr!r}")
 
