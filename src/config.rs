@@ -315,6 +315,56 @@ impl SloConfig {
     }
 }
 
+impl SloConfig {
+    /// Latency targets (global and per override) that are not an edge of
+    /// the request duration buckets, one sentence each. Prometheus (alerts,
+    /// dashboards, `chainpulse report --prometheus`) can only bracket such a
+    /// target between the edges around it; the KPI API's sketch is not
+    /// affected. `check-config` prints these and `run` logs them.
+    pub fn latency_targets_off_edges(&self) -> Vec<String> {
+        use crate::export::names::LATENCY_BUCKETS;
+        let mut keyed: Vec<(String, f64)> = vec![
+            ("slo.latency_p50_seconds".into(), self.latency_p50_seconds),
+            ("slo.latency_p95_seconds".into(), self.latency_p95_seconds),
+            ("slo.latency_p99_seconds".into(), self.latency_p99_seconds),
+        ];
+        for (i, o) in self.overrides.iter().enumerate() {
+            for (k, v) in [
+                ("latency_p50_seconds", o.latency_p50_seconds),
+                ("latency_p95_seconds", o.latency_p95_seconds),
+                ("latency_p99_seconds", o.latency_p99_seconds),
+            ] {
+                if let Some(v) = v {
+                    keyed.push((format!("slo.overrides[{i}].{k}"), v));
+                }
+            }
+        }
+        keyed
+            .into_iter()
+            .filter(|(_, v)| {
+                !LATENCY_BUCKETS
+                    .iter()
+                    .any(|e| (e - v).abs() <= 1e-9 * v.abs().max(1.0))
+            })
+            .map(|(key, v)| {
+                let below = LATENCY_BUCKETS.iter().rev().find(|e| **e < v);
+                let above = LATENCY_BUCKETS.iter().find(|e| **e > v);
+                let around = match (below, above) {
+                    (Some(b), Some(a)) => format!("between the edges {b} and {a} s"),
+                    (None, Some(a)) => format!("below the first edge {a} s"),
+                    (Some(b), None) => format!("above the last edge {b} s"),
+                    (None, None) => "with no edge".to_owned(),
+                };
+                format!(
+                    "{key} = {v} is not a bucket edge of chainpulse_request_duration_seconds ({around}): \
+                     Prometheus-side checks (alerts, dashboards, the fleet report) can only bracket it; \
+                     a target on an edge is checked exactly"
+                )
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetWindow {
@@ -874,6 +924,27 @@ fn parse_env_value(raw: &str) -> toml::Value {
 mod tests {
     use super::*;
     use crate::forward::config::DEFAULT_MARKER;
+
+    #[test]
+    fn latency_targets_off_bucket_edges_are_named() {
+        assert!(SloConfig::default().latency_targets_off_edges().is_empty());
+        let c = Config::from_toml_str(
+            "[slo]\nlatency_p95_seconds = 2.5\n[[slo.overrides]]\nchain = \"x\"\nlatency_p99_seconds = 5.0\nlatency_p50_seconds = 0.001\n",
+        )
+        .expect("valid");
+        let notes = c.slo.latency_targets_off_edges();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("slo.latency_p95_seconds = 2.5 is not a bucket edge")
+                && notes[0].contains("between the edges 2 and 3 s"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("slo.overrides[0].latency_p50_seconds = 0.001")
+                && notes[1].contains("below the first edge 0.005 s"),
+            "{notes:?}"
+        );
+    }
 
     #[test]
     fn defaults_need_no_file() {
