@@ -28,7 +28,7 @@ impl Auth {
             (Some(_), Some(_)) => bail!("--bearer-token and --basic-auth exclude each other"),
             (Some(t), None) => Ok(Auth::Bearer(secret::resolve(t, env)?)),
             (None, Some(b)) => {
-                let Some((user, pass)) = b.split_once(':') else {
+                let Some((user, pass)) = split_credentials(b) else {
                     bail!("--basic-auth must be USER:PASSWORD (each may be a ${{env:NAME}} reference)")
                 };
                 Ok(Auth::Basic(
@@ -39,6 +39,29 @@ impl Auth {
             (None, None) => Ok(Auth::None),
         }
     }
+}
+
+/// Splits `USER:PASSWORD` at the first `:` outside a `${…}` reference
+/// (`${env:USER}:${env:PASSWORD}` has three colons; the separator is the
+/// middle one). `$${` is a literal, not a reference.
+fn split_credentials(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut in_ref = false;
+    while i < b.len() {
+        match b[i] {
+            b'$' if !in_ref && b.get(i + 1) == Some(&b'$') && b.get(i + 2) == Some(&b'{') => i += 2,
+            b'$' if !in_ref && b.get(i + 1) == Some(&b'{') => {
+                in_ref = true;
+                i += 1;
+            }
+            b'}' if in_ref => in_ref = false,
+            b':' if !in_ref => return Some((&s[..i], &s[i + 1..])),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// One sample of an instant vector: its labels and value.
@@ -177,6 +200,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("vector"));
+    }
+
+    #[test]
+    fn credentials_split_outside_references() {
+        assert_eq!(split_credentials("u:p"), Some(("u", "p")));
+        assert_eq!(split_credentials("u:p:q"), Some(("u", "p:q")));
+        assert_eq!(
+            split_credentials("${env:U}:${env:P}"),
+            Some(("${env:U}", "${env:P}"))
+        );
+        assert_eq!(
+            split_credentials("$${x:y}"),
+            Some(("$${x", "y}")),
+            "a doubled dollar sign is a literal, not a reference"
+        );
+        assert_eq!(split_credentials("${env:U}"), None);
+        assert_eq!(split_credentials("user"), None);
     }
 
     #[test]

@@ -8,12 +8,15 @@ the bucket edges. Then checks that the fleet report agrees with the two sidecars
   * each quantile's stated bucket holds the true quantile of the known latencies (nearest rank), and per replica
     (--selector on its instance) it holds that sidecar's own sketch quantile;
   * every SLO verdict equals the verdict of the known latencies and counts (fleet) and the sidecar's own (per replica).
-Plus the error paths: a bad selector and an unreachable Prometheus give a clear error and exit status 1.
+Prometheus requires basic auth (its --web.config.file), as a Thanos / Mimir front usually does: the report passes it
+from `${env:…}` references. Plus the error paths: a bad selector, a wrong password, an unreachable Prometheus and a
+non-Prometheus URL give a clear error and exit status 1.
 
 Run: .venv/bin/python tests/deploy/fleet/test_fleet.py  (CHAINPULSE_BIN, PROMETHEUS_BIN, FLEET_KEEP=1 to keep logs).
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -52,6 +55,11 @@ TRAFFIC = {
 # must read it from chainpulse_slo_target: no verdict for window all (no rate), NOT MET over a window.
 FLOOR = 1000.0
 CONFIG_B = f"""[[slo.overrides]]\nchain = "{CHAIN}"\nmin_throughput_rps = {FLOOR}\n"""
+# Basic auth on the private Prometheus: a test credential (bcrypt cost 4 keeps each request cheap).
+PROM_USER, PROM_PASSWORD = "fleet", "fleet-test-password"
+PROM_BCRYPT = "$2b$04$BMcAQ7cB4CrZkoCD9xOcK.wIEcpeUMWatMhPdiZ6PSdNNnU8Z9Gfa"
+AUTH_HEADER = "Basic " + base64.b64encode(f"{PROM_USER}:{PROM_PASSWORD}".encode()).decode()
+AUTH_ARGS = ("--basic-auth", "${env:FLEET_PROM_USER}:${env:FLEET_PROM_PASSWORD}")
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 TARGETS = {"latency_p50_seconds": (1.0, 50), "latency_p95_seconds": (2.0, 95), "latency_p99_seconds": (3.0, 99)}
 
@@ -62,8 +70,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
+def get_json(url: str, auth: bool = False) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": AUTH_HEADER} if auth else {})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.load(r)
 
 
@@ -119,8 +128,10 @@ def nearest_rank(values: list[float], q: float) -> float:
     return values[max(1, math.ceil(q * len(values))) - 1]
 
 
-def report(prom: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([BIN, "report", "--prometheus", prom, *extra], capture_output=True, text=True, timeout=60)
+def report(prom: str, *extra: str, password: str = PROM_PASSWORD) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FLEET_PROM_USER=PROM_USER, FLEET_PROM_PASSWORD=password)
+    return subprocess.run([BIN, "report", "--prometheus", prom, *AUTH_ARGS, *extra], capture_output=True, text=True,
+                          timeout=60, env=env)
 
 
 class Checks:
@@ -215,15 +226,19 @@ def main() -> int:
         with open(os.path.join(work, "prometheus.yml"), "w") as f:
             f.write(f"global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
                     f"  - job_name: chainpulse\n    static_configs:\n      - targets: [{targets}]\n")
+        with open(os.path.join(work, "web.yml"), "w") as f:
+            f.write(f"basic_auth_users:\n  {PROM_USER}: '{PROM_BCRYPT}'\n")
         log = open(os.path.join(work, "prometheus.log"), "w")
         logs.append(log)
         procs.append(subprocess.Popen(
             [PROM, f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/data",
-             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=subprocess.STDOUT))
+             f"--web.config.file={work}/web.yml", f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=log, stderr=subprocess.STDOUT))
         prom = f"http://127.0.0.1:{prom_port}"
         for name, p in replicas.items():
             wait(f"sidecar {name}", lambda p=p: urllib.request.urlopen(f"http://127.0.0.1:{p['metrics']}/metrics", timeout=1), procs=procs)
-        wait("prometheus", lambda: urllib.request.urlopen(f"{prom}/-/ready", timeout=1), procs=procs)
+        wait("prometheus", lambda: urllib.request.urlopen(
+            urllib.request.Request(f"{prom}/-/ready", headers={"Authorization": AUTH_HEADER}), timeout=1), procs=procs)
 
         for name, spec in TRAFFIC.items():
             send(f"http://127.0.0.1:{replicas[name]['http']}", spec)
@@ -238,7 +253,7 @@ def main() -> int:
         total = sum(expected.values())
         q = urllib.parse.quote(f'sum(chainpulse_requests_total{{service="{SERVICE}"}})')
         wait("prometheus to scrape every request",
-             lambda: (lambda r: r and float(r[0]["value"][1]) == total)(get_json(f"{prom}/api/v1/query?query={q}")["data"]["result"]),
+             lambda: (lambda r: r and float(r[0]["value"][1]) == total)(get_json(f"{prom}/api/v1/query?query={q}", auth=True)["data"]["result"]),
              procs=procs)
         # Both replicas' latest values are in; one more scrape of each so no series lags behind the sum.
         time.sleep(2.5)
@@ -276,7 +291,7 @@ def main() -> int:
         send(f"http://127.0.0.1:{replicas['a']['http']}", second)
         total += 10
         wait("prometheus to scrape the second batch",
-             lambda: (lambda r: r and float(r[0]["value"][1]) == total)(get_json(f"{prom}/api/v1/query?query={q}")["data"]["result"]),
+             lambda: (lambda r: r and float(r[0]["value"][1]) == total)(get_json(f"{prom}/api/v1/query?query={q}", auth=True)["data"]["result"]),
              procs=procs)
         time.sleep(2.5)
         start = (t_quiet + t_send) / 2  # 2 s from either edge
@@ -302,6 +317,9 @@ def main() -> int:
         # Bad input: a clear error, exit status 1.
         bad = report(prom, "--selector", '{namespace=~"("}')
         c.check(bad.returncode == 1 and "bad_data" in bad.stderr, f"bad selector: status {bad.returncode}, {bad.stderr!r}")
+        wrong = report(prom, "--window", "all", password="wrong")
+        c.check(wrong.returncode == 1 and "401" in wrong.stderr and "wrong" not in wrong.stderr,
+                f"wrong password: status {wrong.returncode}, {wrong.stderr!r}")
         down = report(f"http://127.0.0.1:{free_port()}", "--window", "all")
         c.check(down.returncode == 1 and "cannot reach Prometheus" in down.stderr,
                 f"unreachable Prometheus: status {down.returncode}, {down.stderr!r}")
