@@ -2,8 +2,9 @@
 # chainpulse's test command (the README's): formatting, lints, Rust unit and
 # integration tests, the real-LangChain end-to-end suite, the instrumentation
 # conformance suite (CHAINPULSE_QUICK=1 skips it), the live page in headless
-# Chromium, and the production kit's checks (rules, dashboards against a real
-# Prometheus, manifests).
+# Chromium, the production kit's checks (rules, dashboards against a real
+# Prometheus, manifests), and the two-replica fleet report against a real
+# Prometheus.
 # Installs what it needs on a fresh Debian machine (needs root for apt-get).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,5 +50,8 @@ bash tests/deploy/run.sh
 
 step "dashboards and rules against a real Prometheus scraping chainpulse"
 bash tests/deploy/live.sh
+
+step "fleet report: two sidecars, a real Prometheus, chainpulse report --prometheus (tests/deploy/fleet)"
+"$ROOT/.venv/bin/python" tests/deploy/fleet/test_fleet.py
 
 step "all test suites passed"

@@ -317,7 +317,10 @@ pub struct LogConfig {
 
 /// SLO targets. Defaults are the production targets chainpulse is built
 /// around: P50 < 1 s, P95 < 2 s, P99 < 3 s, error rate < 0.1 %,
-/// availability > 99.9 %, throughput > 100 req/s.
+/// availability > 99.9 %. Throughput has no default floor: "> 100 req/s"
+/// is a capacity target for a load test (`chainpulse loadgen` reports it),
+/// not something live traffic owes; a quiet app is not failing. Set
+/// `min_throughput_rps` to make a floor a KPI target (and arm its alert).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SloConfig {
@@ -328,8 +331,9 @@ pub struct SloConfig {
     pub error_rate: f64,
     /// Successful requests / requests (request-based availability).
     pub availability: f64,
-    /// Minimum requests per second; 0 disables the floor.
-    pub min_throughput_rps: f64,
+    /// Minimum requests per second of live traffic. Unset (the default) or
+    /// 0: no floor, throughput is reported without a verdict.
+    pub min_throughput_rps: Option<f64>,
     /// Per service and/or chain targets; the first matching entry wins,
     /// and keys it leaves out keep the defaults above.
     pub overrides: Vec<SloOverride>,
@@ -343,7 +347,7 @@ impl Default for SloConfig {
             latency_p99_seconds: 3.0,
             error_rate: 0.001,
             availability: 0.999,
-            min_throughput_rps: 100.0,
+            min_throughput_rps: None,
             overrides: Vec::new(),
         }
     }
@@ -370,7 +374,8 @@ pub struct SloTargets {
     pub latency_p99_seconds: f64,
     pub error_rate: f64,
     pub availability: f64,
-    pub min_throughput_rps: f64,
+    /// `None`: no throughput floor for this chain.
+    pub min_throughput_rps: Option<f64>,
 }
 
 impl SloConfig {
@@ -393,9 +398,61 @@ impl SloConfig {
             t.latency_p99_seconds = o.latency_p99_seconds.unwrap_or(t.latency_p99_seconds);
             t.error_rate = o.error_rate.unwrap_or(t.error_rate);
             t.availability = o.availability.unwrap_or(t.availability);
-            t.min_throughput_rps = o.min_throughput_rps.unwrap_or(t.min_throughput_rps);
+            t.min_throughput_rps = o.min_throughput_rps.or(t.min_throughput_rps);
         }
+        // 0 is "no floor" (an override's way to lift a global one).
+        t.min_throughput_rps = t.min_throughput_rps.filter(|&v| v > 0.0);
         t
+    }
+}
+
+impl SloConfig {
+    /// Latency targets (global and per override) that are not an edge of
+    /// the request duration buckets, one sentence each. Prometheus (alerts,
+    /// dashboards, `chainpulse report --prometheus`) can only bracket such a
+    /// target between the edges around it; the KPI API's sketch is not
+    /// affected. `check-config` prints these and `run` logs them.
+    pub fn latency_targets_off_edges(&self) -> Vec<String> {
+        use crate::export::names::LATENCY_BUCKETS;
+        let mut keyed: Vec<(String, f64)> = vec![
+            ("slo.latency_p50_seconds".into(), self.latency_p50_seconds),
+            ("slo.latency_p95_seconds".into(), self.latency_p95_seconds),
+            ("slo.latency_p99_seconds".into(), self.latency_p99_seconds),
+        ];
+        for (i, o) in self.overrides.iter().enumerate() {
+            for (k, v) in [
+                ("latency_p50_seconds", o.latency_p50_seconds),
+                ("latency_p95_seconds", o.latency_p95_seconds),
+                ("latency_p99_seconds", o.latency_p99_seconds),
+            ] {
+                if let Some(v) = v {
+                    keyed.push((format!("slo.overrides[{i}].{k}"), v));
+                }
+            }
+        }
+        keyed
+            .into_iter()
+            .filter(|(_, v)| {
+                !LATENCY_BUCKETS
+                    .iter()
+                    .any(|e| (e - v).abs() <= 1e-9 * v.abs().max(1.0))
+            })
+            .map(|(key, v)| {
+                let below = LATENCY_BUCKETS.iter().rev().find(|e| **e < v);
+                let above = LATENCY_BUCKETS.iter().find(|e| **e > v);
+                let around = match (below, above) {
+                    (Some(b), Some(a)) => format!("between the edges {b} and {a} s"),
+                    (None, Some(a)) => format!("below the first edge {a} s"),
+                    (Some(b), None) => format!("above the last edge {b} s"),
+                    (None, None) => "with no edge".to_owned(),
+                };
+                format!(
+                    "{key} = {v} is not a bucket edge of chainpulse_request_duration_seconds ({around}): \
+                     Prometheus-side checks (alerts, dashboards, the fleet report) can only bracket it; \
+                     a target on an edge is checked exactly"
+                )
+            })
+            .collect()
     }
 }
 
@@ -745,7 +802,9 @@ impl Config {
         check("slo.latency_p99_seconds", s.latency_p99_seconds, None)?;
         check("slo.error_rate", s.error_rate, Some(1.0))?;
         check("slo.availability", s.availability, Some(1.0))?;
-        check("slo.min_throughput_rps", s.min_throughput_rps, None)?;
+        if let Some(v) = s.min_throughput_rps {
+            check("slo.min_throughput_rps", v, None)?;
+        }
         for (i, o) in s.overrides.iter().enumerate() {
             let k = |f: &str| format!("slo.overrides[{i}].{f}");
             let opt = |key: String, v: Option<f64>, max| v.map_or(Ok(()), |v| check(&key, v, max));
@@ -1030,6 +1089,27 @@ fn parse_env_value(raw: &str) -> toml::Value {
 mod tests {
     use super::*;
     use crate::forward::config::DEFAULT_MARKER;
+
+    #[test]
+    fn latency_targets_off_bucket_edges_are_named() {
+        assert!(SloConfig::default().latency_targets_off_edges().is_empty());
+        let c = Config::from_toml_str(
+            "[slo]\nlatency_p95_seconds = 2.5\n[[slo.overrides]]\nchain = \"x\"\nlatency_p99_seconds = 5.0\nlatency_p50_seconds = 0.001\n",
+        )
+        .expect("valid");
+        let notes = c.slo.latency_targets_off_edges();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("slo.latency_p95_seconds = 2.5 is not a bucket edge")
+                && notes[0].contains("between the edges 2 and 3 s"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("slo.overrides[0].latency_p50_seconds = 0.001")
+                && notes[1].contains("below the first edge 0.005 s"),
+            "{notes:?}"
+        );
+    }
 
     #[test]
     fn defaults_need_no_file() {

@@ -146,7 +146,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     server.shutdown().await
 }
 
-/// `[ 10s] req/s 19.9 | p50 0.72s p95 1.93s p99 2.85s | errors 2.0% | tokens in 5680 out 1680`
+/// `[ 10s] req/s 19.9 | p50 0.72s p95 1.93s p99 2.85s | errors 2.0% | tokens in 5680 out 1680 | cost/req $0.000412`
+///
+/// Cost per request is over fully priced requests (the request cost
+/// histogram's sum / count), as the KPI API's `cost_per_request_usd`:
+/// requests with an unpriced call have no cost, not a cost of zero.
 pub fn kpi_line(
     elapsed: Duration,
     before: &[text::Sample],
@@ -175,13 +179,22 @@ pub fn kpi_line(
     };
     let tokens_in = delta(LLM_TOKENS_TOTAL, &[("type", "input")]);
     let tokens_out = delta(LLM_TOKENS_TOTAL, &[("type", "output")]);
+    let priced = delta(&format!("{REQUEST_COST}_count"), &[]);
+    let cost_per_request = if priced > 0.0 {
+        format!(
+            "${:.6}",
+            delta(&format!("{REQUEST_COST}_sum"), &[]) / priced
+        )
+    } else {
+        "-".to_owned()
+    };
     let error_rate = if requests > 0.0 {
         errors / requests * 100.0
     } else {
         0.0
     };
     format!(
-        "[{:>4}s] req/s {:>6.1} | p50 {} p95 {} p99 {} | errors {:.1}% | tokens in {:.0} out {:.0}",
+        "[{:>4}s] req/s {:>6.1} | p50 {} p95 {} p99 {} | errors {:.1}% | tokens in {:.0} out {:.0} | cost/req {}",
         elapsed.as_secs(),
         requests / secs.max(1e-9),
         q(0.50),
@@ -189,7 +202,8 @@ pub fn kpi_line(
         q(0.99),
         error_rate,
         tokens_in,
-        tokens_out
+        tokens_out,
+        cost_per_request
     )
 }
 
@@ -487,5 +501,25 @@ fn llm_attrs(
             }
             v
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kpi_line_shows_cost_per_priced_request() {
+        let before = text::parse(
+            "chainpulse_requests_total{status=\"ok\"} 10\nchainpulse_request_cost_usd_sum 0.01\nchainpulse_request_cost_usd_count 10\n",
+        );
+        // 10 more requests, 8 of them fully priced at $0.02 in total.
+        let after = text::parse(
+            "chainpulse_requests_total{status=\"ok\"} 20\nchainpulse_request_cost_usd_sum 0.03\nchainpulse_request_cost_usd_count 18\n",
+        );
+        let line = kpi_line(Duration::from_secs(10), &before, &after, 10.0);
+        assert!(line.ends_with("| cost/req $0.002500"), "{line}");
+        let none = kpi_line(Duration::from_secs(10), &before, &before, 10.0);
+        assert!(none.ends_with("| cost/req -"), "{none}");
     }
 }

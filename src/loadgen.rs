@@ -3,6 +3,13 @@
 //! flat out or at a fixed span rate, and reports throughput and export
 //! latency (P50 / P99).
 //!
+//! It also reports **capacity**: the chain requests per second the
+//! collector itself counted (`chainpulse_requests_total` on its `/metrics`,
+//! read before and after the run) against a capacity target (100 req/s by
+//! default). "Throughput > 100 req/s" is a load-test target: it belongs
+//! here, not on live traffic, where a quiet hour is not a failure (the live
+//! throughput floor, `slo.min_throughput_rps`, is opt-in).
+//!
 //! Bodies are pre-encoded once, so the generator's own cost per request is a
 //! refcount, not an encode: on a 2-core machine the client and the server
 //! share the CPU, and a cheap client leaves more of it to the server.
@@ -68,6 +75,34 @@ pub struct LoadgenArgs {
     /// size an OTel SDK batch processor sends (max_export_batch_size 512).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// The collector's metrics listener, read before and after the run for
+    /// the chain requests it counted (the capacity figure).
+    #[arg(long, default_value = "http://127.0.0.1:9464")]
+    pub metrics_url: String,
+    /// Capacity target in chain requests per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub capacity_target_rps: f64,
+}
+
+/// Chain requests the collector has counted so far.
+async fn counted_requests(metrics_url: &str) -> anyhow::Result<f64> {
+    let url = format!("{}/metrics", metrics_url.trim_end_matches('/'));
+    let resp = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot read {url}"))?;
+    if !resp.status().is_success() {
+        bail!("{url}: HTTP {}", resp.status());
+    }
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    let samples = crate::export::text::parse(&text);
+    Ok(crate::export::text::sum(
+        &samples,
+        crate::export::names::REQUESTS_TOTAL,
+        &[],
+    ))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +166,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         Duration::from_secs_f64(args.connections as f64 / requests_per_sec)
     });
 
+    let counted_before = counted_requests(&args.metrics_url).await;
     let mut tasks = Vec::new();
     for worker in 0..args.connections.max(1) {
         let bodies = bodies.clone();
@@ -184,10 +220,34 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         args.protocol, args.batch.max(1), args.connections, secs, requests, requests as f64 / secs, spans,
         spans as f64 / secs, failures, ms(0.5), ms(0.99)
     );
+    let counted = match counted_before {
+        Ok(before) => counted_requests(&args.metrics_url)
+            .await
+            .map(|after| after - before),
+        Err(e) => Err(e),
+    };
+    println!("{}", capacity_line(counted, secs, args.capacity_target_rps));
     if requests == 0 {
         bail!("no export succeeded");
     }
     Ok(())
+}
+
+/// `capacity 312.4 chain requests/s (counted by the collector) against the
+/// capacity target 100 req/s: met`.
+fn capacity_line(counted: anyhow::Result<f64>, secs: f64, target: f64) -> String {
+    match counted {
+        Ok(n) => {
+            let rps = n / secs.max(1e-9);
+            let verdict = if rps >= target { "met" } else { "NOT met" };
+            format!(
+                "capacity {rps:.1} chain requests/s ({n:.0} counted by the collector in {secs:.1}s) against the capacity target {target} req/s: {verdict}"
+            )
+        }
+        Err(e) => format!(
+            "capacity unknown: {e:#} (pass the collector's --metrics-url to measure it against the {target} req/s target)"
+        ),
+    }
 }
 
 enum Sender {
@@ -239,6 +299,27 @@ impl Sender {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capacity_line;
+
+    #[test]
+    fn capacity_against_its_target() {
+        let met = capacity_line(Ok(1500.0), 10.0, 100.0);
+        assert!(
+            met.starts_with("capacity 150.0 chain requests/s") && met.ends_with(": met"),
+            "{met}"
+        );
+        let not = capacity_line(Ok(500.0), 10.0, 100.0);
+        assert!(not.ends_with("NOT met"), "{not}");
+        let unknown = capacity_line(Err(anyhow::anyhow!("cannot read x")), 10.0, 100.0);
+        assert!(
+            unknown.contains("capacity unknown: cannot read x"),
+            "{unknown}"
+        );
     }
 }
 

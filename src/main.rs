@@ -101,6 +101,9 @@ fn main() -> ExitCode {
         {
             Ok(config) => {
                 println!("# {} is valid; effective configuration:", file.display());
+                for note in config.slo.latency_targets_off_edges() {
+                    println!("# note: {note}");
+                }
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
@@ -122,6 +125,9 @@ fn main() -> ExitCode {
         return prices(&config, args);
     }
     telemetry::init_logging(config.log.format);
+    for note in config.slo.latency_targets_off_edges() {
+        tracing::warn!("{note}");
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.worker_threads)

@@ -106,13 +106,104 @@ async fn cost_metrics_from_the_captures() {
         [1.0, 2.0, 3.0]
     );
     assert_eq!(
-        [
-            target("error_rate"),
-            target("availability"),
-            target("throughput_rps")
-        ],
-        [0.001, 0.999, 100.0]
+        [target("error_rate"), target("availability")],
+        [0.001, 0.999]
     );
+    // No throughput floor by default: no target exported, so the
+    // ChainpulseThroughputBelowFloor alert has nothing to compare against.
+    assert!(
+        !m.iter()
+            .any(|s| s.name == "chainpulse_slo_target" && s.label("kpi") == Some("throughput_rps")),
+        "a throughput target was exported without being configured"
+    );
+}
+
+/// Live traffic owes no throughput: without `slo.min_throughput_rps` a
+/// quiet chain meeting every other target is "met", and throughput is
+/// reported without a verdict; a configured floor is checked and exported,
+/// and an override of 0 lifts it for one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_floor_is_opt_in() {
+    let lenient = || {
+        let mut config = test_config();
+        config.slo.error_rate = 1.0;
+        config.slo.availability = 0.0;
+        config
+    };
+    let chain_of = |body: &serde_json::Value| body["chains"][0].clone();
+    let kpi_names = |c: &serde_json::Value| -> Vec<String> {
+        c["kpis"]
+            .as_array()
+            .expect("kpis")
+            .iter()
+            .map(|k| k["kpi"].as_str().expect("kpi").to_owned())
+            .collect()
+    };
+
+    // Default: no floor.
+    // Throughput needs a covered second (`None` before).
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(1100));
+    let server = start(lenient()).await;
+    feed_all(&server).await;
+    settle().await;
+    let base = format!("http://{}", server.addrs().metrics);
+    let (_, body) = get_json(format!("{base}/api/v1/kpis?window=all&chain=rag_query")).await;
+    let c = chain_of(&body);
+    assert!(c["throughput_rps"].as_f64().is_some_and(|t| t > 0.0), "{c}");
+    assert!(!kpi_names(&c).contains(&"throughput_rps".to_owned()), "{c}");
+    assert_eq!(c["targets_met"], true, "{c}");
+
+    // A floor far above a handful of requests: checked, exported, not met.
+    let mut config = lenient();
+    config.slo.min_throughput_rps = Some(1000.0);
+    let server = start(config).await;
+    feed_all(&server).await;
+    settle().await;
+    let base = format!("http://{}", server.addrs().metrics);
+    let (_, body) = get_json(format!("{base}/api/v1/kpis?window=all&chain=rag_query")).await;
+    let c = chain_of(&body);
+    let check = c["kpis"]
+        .as_array()
+        .expect("kpis")
+        .iter()
+        .find(|k| k["kpi"] == "throughput_rps")
+        .cloned()
+        .expect("throughput check when a floor is set");
+    assert_eq!(
+        (&check["target"], &check["comparison"], &check["status"]),
+        (
+            &serde_json::json!(1000.0),
+            &serde_json::json!(">="),
+            &serde_json::json!("fail")
+        )
+    );
+    assert_eq!(c["targets_met"], false, "{c}");
+    let m = scrape(&server).await;
+    assert_eq!(
+        value(
+            &m,
+            "chainpulse_slo_target",
+            &[("kpi", "throughput_rps"), ("chain", "rag_query")]
+        ),
+        1000.0
+    );
+
+    // An override of 0 lifts the global floor for its chain.
+    let mut config = lenient();
+    config.slo.min_throughput_rps = Some(1000.0);
+    config.slo.overrides.push(SloOverride {
+        chain: Some("rag_query".into()),
+        min_throughput_rps: Some(0.0),
+        ..Default::default()
+    });
+    let server = start(config).await;
+    feed_all(&server).await;
+    settle().await;
+    let base = format!("http://{}", server.addrs().metrics);
+    let (_, body) = get_json(format!("{base}/api/v1/kpis?window=all&chain=rag_query")).await;
+    let c = chain_of(&body);
+    assert!(!kpi_names(&c).contains(&"throughput_rps".to_owned()), "{c}");
+    assert_eq!(c["targets_met"], true, "{c}");
 }
 
 /// A GenAI chat span with the given model and attributes.
@@ -467,7 +558,8 @@ async fn kpi_service_over_grpc() {
     );
     assert!((c.cost_usd - 6.0 * call_cost()).abs() < 1e-12);
     assert!(c.latency_p99_seconds.is_some());
-    assert_eq!(c.kpis.len(), 6);
+    // Five targets: no throughput floor unless configured.
+    assert_eq!(c.kpis.len(), 5);
     assert!(!c.targets_met);
 
     let e = kpis

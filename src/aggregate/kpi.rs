@@ -206,6 +206,7 @@ impl KpiTracker {
         }
         let targets = self.slo.targets_for(service, chain);
         for (kpi, v, _) in target_list(&targets) {
+            let Some(v) = v else { continue };
             self.registry
                 .gauge(
                     SLO_TARGET,
@@ -297,13 +298,15 @@ impl KpiTracker {
 /// The six KPIs: name (the `kpi` label), target, and how a value meets it.
 /// One list for the `chainpulse_slo_target` gauges and the API's checks;
 /// `ChainKpis::build` pairs it with the measured values in the same order.
-fn target_list(t: &SloTargets) -> [(&'static str, f64, &'static str); 6] {
+/// A `None` target (the throughput floor, opt-in) is neither exported nor
+/// checked: throughput is then reported without a verdict.
+fn target_list(t: &SloTargets) -> [(&'static str, Option<f64>, &'static str); 6] {
     [
-        ("latency_p50_seconds", t.latency_p50_seconds, "<="),
-        ("latency_p95_seconds", t.latency_p95_seconds, "<="),
-        ("latency_p99_seconds", t.latency_p99_seconds, "<="),
-        ("error_rate", t.error_rate, "<="),
-        ("availability", t.availability, ">="),
+        ("latency_p50_seconds", Some(t.latency_p50_seconds), "<="),
+        ("latency_p95_seconds", Some(t.latency_p95_seconds), "<="),
+        ("latency_p99_seconds", Some(t.latency_p99_seconds), "<="),
+        ("error_rate", Some(t.error_rate), "<="),
+        ("availability", Some(t.availability), ">="),
         ("throughput_rps", t.min_throughput_rps, ">="),
     ]
 }
@@ -429,7 +432,9 @@ impl ChainKpis {
         let kpis: Vec<KpiCheck> = target_list(t)
             .into_iter()
             .zip(values)
-            .map(|((kpi, target, comparison), value)| check(kpi, value, target, comparison))
+            .filter_map(|((kpi, target, comparison), value)| {
+                Some(check(kpi, value, target?, comparison))
+            })
             .collect();
         let targets_met = kpis.iter().all(|k| k.status != "fail");
         ChainKpis {

@@ -42,14 +42,15 @@ SPANS_FAILED, ERROR_SPANS_PER_FAILURE = 4, 3
 # gpt-4o-mini list price (built-in table generated from genai-prices), USD per million tokens.
 PRICE_IN, PRICE_OUT = 0.15, 0.60
 COST_TOL = 1e-12
-# Default SLO targets (src/config.rs): (kpi, target, comparison), in the order the API lists them.
+# Default SLO targets (src/config.rs): (kpi, target, comparison), in the order the API lists them. No
+# throughput_rps: the live-traffic throughput floor is opt-in (slo.min_throughput_rps), so by default the API
+# reports throughput without a pass/fail.
 DEFAULT_KPIS = [
     ("latency_p50_seconds", 1.0, "<="),
     ("latency_p95_seconds", 2.0, "<="),
     ("latency_p99_seconds", 3.0, "<="),
     ("error_rate", 0.001, "<="),
     ("availability", 0.999, ">="),
-    ("throughput_rps", 100.0, ">="),
 ]
 # The top-level field each KPI check reports the value of.
 KPI_SOURCE = {
@@ -58,7 +59,6 @@ KPI_SOURCE = {
     "latency_p99_seconds": ("latency_seconds", "p99"),
     "error_rate": ("error_rate",),
     "availability": ("availability",),
-    "throughput_rps": ("throughput_rps",),
 }
 # Fields that depend on when the query ran (the "all" window grows by the second).
 TIME_DEPENDENT = {"covered_seconds", "throughput_rps"}

@@ -1,14 +1,26 @@
-//! `chainpulse report`: the KPI table of a running instance, from its KPI API.
+//! `chainpulse report`: the KPI table, either of one running sidecar (from
+//! its KPI API, `--url`) or of a whole fleet (from the Prometheus that
+//! scrapes every replica, `--prometheus`; see [`fleet`]).
+//!
+//! One sidecar only sees its own pod's requests, but sees them exactly (a
+//! quantile sketch with 1 % relative error, per-second windows); the fleet
+//! report sees every replica, at the resolution of the histogram buckets
+//! and the scrape interval. The README's "Fleet report" says when to use
+//! which.
 
 use anyhow::{bail, Context};
 use std::fmt::Write;
+
+pub mod fleet;
+pub mod promql;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
     /// Base URL of the instance's metrics / API listener.
     #[arg(long, default_value = "http://127.0.0.1:9464")]
     pub url: String,
-    /// Window: 1m, 5m, 15m, 1h or all.
+    /// Window: 1m, 5m, 15m, 1h or all (with --prometheus: all or any
+    /// Prometheus duration).
     #[arg(long, default_value = "5m")]
     pub window: String,
     /// Only this service.
@@ -17,9 +29,42 @@ pub struct ReportArgs {
     /// Only this chain.
     #[arg(long)]
     pub chain: Option<String>,
+    /// Fleet mode: the base URL of the Prometheus (or Thanos Query / Mimir
+    /// Prometheus API, e.g. http://mimir/prometheus) that scrapes every
+    /// replica; the KPIs sum all of them.
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Fleet mode: label matchers every series must match, e.g.
+    /// '{namespace="prod",job="chainpulse"}'.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Fleet mode: bearer token for Prometheus; may be `${env:NAME}` or
+    /// `${file:PATH}`.
+    #[arg(long)]
+    pub bearer_token: Option<String>,
+    /// Fleet mode: `USER:PASSWORD` for basic auth; each may be `${env:NAME}`
+    /// or `${file:PATH}`.
+    #[arg(long)]
+    pub basic_auth: Option<String>,
+    /// Fleet mode output: `text` or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.prometheus.clone() {
+        return fleet::run(&args, &url).await;
+    }
+    for (flag, set) in [
+        ("--selector", args.selector.is_some()),
+        ("--bearer-token", args.bearer_token.is_some()),
+        ("--basic-auth", args.basic_auth.is_some()),
+        ("--format json", args.format != "text"),
+    ] {
+        if set {
+            bail!("{flag} applies to the fleet report only (--prometheus URL)");
+        }
+    }
     let body = fetch(&args).await?;
     print!("{}", render(&body)?);
     Ok(())
