@@ -45,4 +45,7 @@ bash tests/deploy/run.sh
 step "dashboards and rules against a real Prometheus scraping chainpulse"
 bash tests/deploy/live.sh
 
+step "exemplars and recent requests against a real Prometheus (exemplar storage), official OTel SDK"
+"$ROOT/.venv/bin/python" tests/deploy/exemplars.py
+
 step "all test suites passed"
