@@ -1,5 +1,7 @@
 //! `chainpulse report`: the KPI table of a running instance, from its KPI API.
 
+pub mod recent;
+
 use anyhow::{bail, Context};
 use std::fmt::Write;
 
@@ -130,7 +132,9 @@ pub fn render(body: &serde_json::Value) -> anyhow::Result<String> {
             writeln!(out, "  {name:<22} {value:>12} {target:>12}  {status}")?;
         }
         let met = c["targets_met"].as_bool().unwrap_or(false);
-        writeln!(out, "  targets {}\n", if met { "met" } else { "NOT met" })?;
+        writeln!(out, "  targets {}", if met { "met" } else { "NOT met" })?;
+        recent::render_chain(&mut out, c)?;
+        writeln!(out)?;
     }
     Ok(out)
 }

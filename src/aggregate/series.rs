@@ -180,7 +180,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("chainpulse_cardinality_series{family=\"test_family\"} 2.0"),
+            text.contains("chainpulse_cardinality_series{family=\"test_family\"} 2"),
             "{text}"
         );
     }

@@ -424,14 +424,16 @@ impl Registry {
         self.histogram_cell(name, self.capped_labels(labels))
     }
 
-    /// The Prometheus text exposition (format 0.0.4, no exemplars).
+    /// The Prometheus text exposition (format 0.0.4, no exemplars), with
+    /// numbers written as before the move to `prometheus-client` (see
+    /// [`shortest_numbers`]).
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut encoded = String::new();
         for f in self.families.read().values() {
             // Writing to a String cannot fail.
-            let _ = prometheus_text::encode(&mut out, &f.registry);
+            let _ = prometheus_text::encode(&mut encoded, &f.registry);
         }
-        out
+        shortest_numbers(&encoded)
     }
 
     /// The OpenMetrics exposition: exemplars on the histograms that carry
@@ -449,6 +451,48 @@ impl Registry {
     /// land in their buckets at once (no queue to drain). Kept so the
     /// pipeline's tick and the scrape handler need not change.
     pub fn run_upkeep(&self) {}
+}
+
+/// The text format as chainpulse wrote it before `prometheus-client`:
+/// bucket bounds and sample values in Rust's shortest form (`le="2"`, `3`),
+/// where the crate writes `le="2.0"`, `3.0`. Values are cosmetic, but `le`
+/// is part of a series' identity: keeping it means an upgrade does not split
+/// every bucket series in two (Prometheus before 3.0 does not normalise
+/// `le`). OpenMetrics keeps its canonical `2.0`.
+fn shortest_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or((line, ""));
+        match series.find("le=\"") {
+            Some(at) if series.contains("_bucket{") => {
+                let start = at + 4;
+                let len = series[start..].find('"').unwrap_or(0);
+                out.push_str(&series[..start]);
+                push_number(&mut out, &series[start..start + len]);
+                out.push_str(&series[start + len..]);
+            }
+            _ => out.push_str(series),
+        }
+        out.push(' ');
+        push_number(&mut out, value);
+        out.push('\n');
+    }
+    out
+}
+
+fn push_number(out: &mut String, v: &str) {
+    use std::fmt::Write;
+    match v.parse::<f64>() {
+        Ok(n) if n.is_finite() && v.contains(['.', 'e']) => {
+            let _ = write!(out, "{n}");
+        }
+        _ => out.push_str(v),
+    }
 }
 
 /// Whether an `Accept` header asks for OpenMetrics (Prometheus sends
@@ -716,6 +760,15 @@ mod tests {
         let b = buckets(&s, REQUEST_DURATION, &[("chain", "rag")]);
         assert_eq!(b.len(), LATENCY_BUCKETS.len() + 1);
         assert_eq!(b.iter().find(|(le, _)| *le == 1.0).map(|x| x.1), Some(1.0));
+        // Numbers as the text format always had them: `le` is part of a
+        // series' identity.
+        assert!(
+            text.contains("chainpulse_request_duration_seconds_bucket{chain=\"rag\",le=\"2\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("le=\"0.005\"") && text.contains("le=\"+Inf\""));
+        assert!(text.contains("chainpulse_cardinality_series{family=\"x\"} 2\n"));
+        assert!(text.contains("chainpulse_request_duration_seconds_sum{chain=\"rag\"} 1.52\n"));
     }
 
     #[test]

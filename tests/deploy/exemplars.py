@@ -9,8 +9,9 @@ through the official OpenTelemetry SDK (OTLP/HTTP), then checks:
   ``chainpulse_request_duration_seconds_bucket{chain=...}`` returns the trace
   ids that were sent, each on the bucket its duration falls in, with the
   root span id; the LLM duration and the request cost histograms carry them too;
-* the KPI API's ``recent`` lists and ``/api/v1/requests`` name the same
-  requests, slowest / costliest / failed, with trace links from ``[links]``;
+* the KPI API's ``recent`` lists, ``/api/v1/requests`` and ``chainpulse
+  report`` name the same requests, slowest / costliest / failed, with trace
+  links from ``[links]`` (Jaeger preset);
 * ``/metrics`` without ``Accept`` is still the 0.0.4 text format (no exemplars).
 
 Only processes this script started are stopped. Env: CHAINPULSE_BIN,
@@ -184,7 +185,14 @@ def main() -> int:
             assert (r["error_type"] == "RateLimitError") == s["failed"], r
         _, body = get(f"{api}/api/v1/requests?by=failed&window=1h&service={SERVICE}")
         assert [r["trace_id"] for r in json.loads(body)["requests"]] == failed, body
-        print("exemplars: KPI API recent lists and /api/v1/requests name the sent traces, with Jaeger links")
+        report = subprocess.run([BIN, "report", "--url", api, "--window", "5m", "--service", SERVICE],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+        assert "recent requests" in report, report
+        for s in sent:
+            if s["failed"] or s["duration"] >= 1.5:
+                assert f"http://jaeger.test:16686/trace/{s['trace_id']}" in report, report
+        print("exemplars: KPI API recent lists, /api/v1/requests and chainpulse report name the sent traces, "
+              "with Jaeger links")
 
         # Plain scrape: text 0.0.4, no exemplars; OpenMetrics on request.
         ctype, text = get(f"{api}/metrics")
