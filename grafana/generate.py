@@ -93,7 +93,7 @@ def standard_vars():
 
 
 # ------------------------------------------------------------------- panels
-def target(expr, legend="__auto", ref="A", instant=False, fmt=None):
+def target(expr, legend="__auto", ref="A", instant=False, fmt=None, exemplar=False):
     t = {
         "datasource": dict(DS),
         "editorMode": "code",
@@ -105,12 +105,25 @@ def target(expr, legend="__auto", ref="A", instant=False, fmt=None):
     }
     if fmt:
         t["format"] = fmt
+    if exemplar:
+        # chainpulse's duration and cost histograms carry OpenMetrics
+        # exemplars (trace_id, span_id): Grafana draws them as points on the
+        # panel, each linking to its trace (datasource
+        # exemplarTraceIdDestinations, grafana/provisioning/datasources).
+        t["exemplar"] = True
     return t
 
 
 def targets(*specs, **kw):
     """specs: (expr, legend) tuples; refIds A, B, C..."""
     return [target(e, l, chr(ord("A") + i), **kw) for i, (e, l) in enumerate(specs)]
+
+
+def with_exemplars(tgts, count=1):
+    """The first `count` targets (the histogram quantiles) show exemplars."""
+    for t in tgts[:count]:
+        t["exemplar"] = True
+    return tgts
 
 
 TARGET_LINE = {
@@ -359,10 +372,11 @@ def chain_kpis():
         items.append(timeseries(
             f"{label} latency by chain",
             f"{label} of root-run duration per service/chain; dashed lines are the "
-            f"{kpi} targets exported by chainpulse.",
-            targets((quantile(q, "chainpulse_request_duration_seconds", "service, chain"),
-                     "{{service}}/{{chain}}"),
-                    (slo_target(kpi), "target {{service}}/{{chain}}")),
+            f"{kpi} targets exported by chainpulse. Exemplar points are recent requests "
+            f"(slowest / failed per bucket), each linking to its trace.",
+            with_exemplars(targets((quantile(q, "chainpulse_request_duration_seconds", "service, chain"),
+                                    "{{service}}/{{chain}}"),
+                                   (slo_target(kpi), "target {{service}}/{{chain}}"))),
             unit="s", w=8, overrides=[TARGET_LINE]))
 
     items.append(row("Traffic and errors"))
@@ -455,12 +469,13 @@ def cost_tokens():
         timeseries("Cost per hour by model", "LLM spend rate per provider/model, USD per hour.",
                    targets((f"sum by (provider, model) (rate({cost}[{RI}])) * 3600",
                             "{{provider}}/{{model}}")), unit="currencyUSD", w=8, stack=True),
-        timeseries("Cost per request by chain", "Average and P95 LLM cost of one root run.",
-                   targets((f"sum by (service, chain) (rate(chainpulse_request_cost_usd_sum{{{SC}}}[{RI}]))"
+        timeseries("Cost per request by chain", "Average and P95 LLM cost of one root run; "
+                   "exemplar points are the costliest recent requests, each linking to its trace.",
+                   with_exemplars(targets((f"sum by (service, chain) (rate(chainpulse_request_cost_usd_sum{{{SC}}}[{RI}]))"
                             f" / sum by (service, chain) (rate(chainpulse_request_cost_usd_count{{{SC}}}[{RI}]))",
                             "avg {{service}}/{{chain}}"),
                            (quantile(0.95, "chainpulse_request_cost_usd", "service, chain"),
-                            "p95 {{service}}/{{chain}}")),
+                            "p95 {{service}}/{{chain}}")), 2),
                    unit="currencyUSD", w=8),
     ]
 
@@ -547,8 +562,9 @@ def steps_errors():
     items.append(row("LLM calls"))
     items += [
         timeseries("LLM latency by model (P50/P95)", "LLM call duration percentiles per model.",
-                   targets((quantile(0.5, "chainpulse_llm_duration_seconds", "model", SCM), "p50 {{model}}"),
-                           (quantile(0.95, "chainpulse_llm_duration_seconds", "model", SCM), "p95 {{model}}")),
+                   with_exemplars(targets(
+                       (quantile(0.5, "chainpulse_llm_duration_seconds", "model", SCM), "p50 {{model}}"),
+                       (quantile(0.95, "chainpulse_llm_duration_seconds", "model", SCM), "p95 {{model}}")), 2),
                    unit="s", w=8),
         timeseries("Time to first token by model (P50/P95)",
                    "Streaming latency until the first token, for calls that report it.",

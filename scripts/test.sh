@@ -53,5 +53,7 @@ bash tests/deploy/live.sh
 
 step "fleet report: two sidecars, a real Prometheus, chainpulse report --prometheus (tests/deploy/fleet)"
 "$ROOT/.venv/bin/python" tests/deploy/fleet/test_fleet.py
+step "exemplars and recent requests against a real Prometheus (exemplar storage), official OTel SDK"
+"$ROOT/.venv/bin/python" tests/deploy/exemplars.py
 
 step "all test suites passed"

@@ -45,6 +45,7 @@ pub struct Config {
     pub budgets: Vec<BudgetConfig>,
     pub cache: CacheConfig,
     pub kpi: KpiConfig,
+    pub links: crate::links::LinksConfig,
     pub forward: crate::forward::config::ForwardConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
@@ -530,6 +531,9 @@ pub struct KpiConfig {
     pub max_chains: usize,
     /// Keys kept by each top-spenders sketch (Space-Saving capacity).
     pub top_capacity: usize,
+    /// Requests kept per list (slowest, costliest, failed) per chain for the
+    /// KPI API's `recent` field and `chainpulse report`.
+    pub recent_per_list: usize,
 }
 
 impl Default for KpiConfig {
@@ -537,6 +541,7 @@ impl Default for KpiConfig {
         KpiConfig {
             max_chains: 200,
             top_capacity: 1000,
+            recent_per_list: 5,
         }
     }
 }
@@ -769,6 +774,10 @@ impl Config {
         if self.kpi.max_chains == 0 {
             return Err(invalid("kpi.max_chains", "must be greater than 0"));
         }
+        if self.kpi.recent_per_list == 0 || self.kpi.recent_per_list > 100 {
+            return Err(invalid("kpi.recent_per_list", "must be between 1 and 100"));
+        }
+        self.links.template()?;
         if self.kpi.top_capacity == 0 {
             return Err(invalid("kpi.top_capacity", "must be greater than 0"));
         }

@@ -27,6 +27,7 @@ pub mod export;
 pub mod forward;
 #[cfg(test)]
 mod layering;
+pub mod links;
 pub mod listen;
 pub mod loadgen;
 pub mod normalize;

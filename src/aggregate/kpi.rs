@@ -6,12 +6,17 @@
 //! top-spenders sketch keeps `kpi.top_capacity` keys (Space-Saving: the
 //! heaviest keys are always kept, with a stated error bound).
 
+use super::recent::{RecentBy, RecentRequest, RecentRequests};
 use super::topk::{HeavyHitter, SpaceSaving};
 pub use super::window::LateUsage;
 use super::window::{Sample, Window, WindowSnapshot, WindowedStats};
 use crate::config::{Config, SloConfig, SloTargets};
-use crate::export::names::{BUDGET_USD, OVERFLOW_LABEL, SLO_TARGET};
+use crate::export::names::{
+    BUDGET_USD, CARDINALITY_LIMIT, CARDINALITY_OVERFLOW, CARDINALITY_SERIES, OVERFLOW_LABEL,
+    SLO_TARGET,
+};
 use crate::export::Registry;
+use crate::links::TraceLinks;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +38,11 @@ pub struct RequestRecord<'a> {
     pub cache_hit: Option<bool>,
     pub user: Option<&'a str>,
     pub session: Option<&'a str>,
+    /// The request's trace and root span, for the recent lists.
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub ended_at_unix_ms: u64,
+    pub error_type: Option<&'a str>,
 }
 
 /// Dimensions of the top-spenders API.
@@ -87,6 +97,7 @@ impl TopMetric {
 struct ChainKpi {
     stats: WindowedStats,
     targets: SloTargets,
+    recent: RecentRequests,
 }
 
 pub struct KpiTracker {
@@ -99,7 +110,18 @@ pub struct KpiTracker {
     registry: Arc<Registry>,
     /// [by][metric]
     top: Vec<Vec<SpaceSaving>>,
+    recent_per_list: usize,
+    links: Arc<TraceLinks>,
+    /// Label-value bytes of the tracked names, and their cap (the
+    /// cardinality guard's `limits.max_series_bytes_per_family`).
+    name_bytes: usize,
+    max_name_bytes: usize,
+    chains_gauge: metrics::Gauge,
+    overflowed: metrics::Counter,
 }
+
+/// The `family` label of the KPI tracker's cardinality metrics.
+pub const KPI_FAMILY: &str = "kpi_chains";
 
 impl KpiTracker {
     pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
@@ -117,7 +139,14 @@ impl KpiTracker {
                 .set(b.usd);
         }
         let cap = config.kpi.top_capacity;
+        registry
+            .gauge(CARDINALITY_LIMIT, &[("family", KPI_FAMILY)])
+            .set(config.kpi.max_chains as f64);
         KpiTracker {
+            name_bytes: 0,
+            max_name_bytes: registry.label_limits().max_family_bytes,
+            chains_gauge: registry.gauge(CARDINALITY_SERIES, &[("family", KPI_FAMILY)]),
+            overflowed: registry.counter(CARDINALITY_OVERFLOW, &[("family", KPI_FAMILY)]),
             epoch: Instant::now(),
             epoch_secs: 0,
             chains: HashMap::default(),
@@ -128,6 +157,9 @@ impl KpiTracker {
             top: (0..4)
                 .map(|_| (0..3).map(|_| SpaceSaving::new(cap)).collect())
                 .collect(),
+            recent_per_list: config.kpi.recent_per_list,
+            // Checked when the config loaded (`Config::validate`).
+            links: Arc::new(config.links.build().unwrap_or_default()),
         }
     }
 
@@ -147,9 +179,18 @@ impl KpiTracker {
             partial_cost_usd: r.partial_cost_usd,
             cache_hit: r.cache_hit,
         };
-        self.entry(r.service, r.chain, now)
-            .stats
-            .record(now, sample);
+        let entry = self.entry(r.service, r.chain, now);
+        entry.stats.record(now, sample);
+        entry.recent.record(RecentRequest {
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+            ended_at_unix_ms: r.ended_at_unix_ms,
+            duration_seconds: r.latency_s,
+            cost_usd: r.cost_usd,
+            error_type: r.error_type.map(Arc::from),
+            error: r.error,
+            seen_secs: now,
+        });
         let tokens = (r.tokens_in + r.tokens_out) as f64;
         let cost = r.cost_usd.unwrap_or(0.0);
         for (by, key) in [
@@ -192,16 +233,27 @@ impl KpiTracker {
         }
     }
 
+    /// The chain's entry; past `kpi.max_chains` names, or once the names'
+    /// bytes reach `limits.max_series_bytes_per_family`, the `__overflow__`
+    /// one — the cardinality guard's rule (`series::Family`), on the names
+    /// as `/metrics` shows them (capped by `limits.max_label_value_bytes`).
     fn entry(&mut self, service: &str, chain: &str, now: u64) -> &mut ChainKpi {
+        let service = self.registry.cap_label(service).into_owned();
+        let chain = self.registry.cap_label(chain).into_owned();
+        let (service, chain) = (service.as_str(), chain.as_str());
         let key = (Arc::<str>::from(service), Arc::<str>::from(chain));
         if self.chains.contains_key(&key) {
             return self.chains.get_mut(&key).expect("checked");
         }
-        if self.chains.len() >= self.max_chains {
+        let bytes = service.len() + chain.len();
+        if self.chains.len() >= self.max_chains || self.name_bytes + bytes > self.max_name_bytes {
+            self.overflowed.increment(1);
             let targets = self.slo.targets_for(OVERFLOW_LABEL, OVERFLOW_LABEL);
+            let n = self.recent_per_list;
             return self.overflow.get_or_insert_with(|| ChainKpi {
                 stats: WindowedStats::new(now),
                 targets,
+                recent: RecentRequests::new(n),
             });
         }
         let targets = self.slo.targets_for(service, chain);
@@ -214,9 +266,13 @@ impl KpiTracker {
                 )
                 .set(v);
         }
+        let n = self.recent_per_list;
+        self.name_bytes += bytes;
+        self.chains_gauge.set((self.chains.len() + 1) as f64);
         self.chains.entry(key).or_insert_with(|| ChainKpi {
             stats: WindowedStats::new(now),
             targets,
+            recent: RecentRequests::new(n),
         })
     }
 
@@ -240,28 +296,92 @@ impl KpiTracker {
         chain: Option<&str>,
     ) -> KpiSnapshots {
         let now = self.now_secs();
-        let mut chains: Vec<(Arc<str>, Arc<str>, WindowSnapshot, SloTargets)> = self
+        let since = since_secs(window, now);
+        let recent = |k: &ChainKpi| RecentSnapshot {
+            slowest: k.recent.list(RecentBy::Slowest, since, now),
+            costliest: k.recent.list(RecentBy::Costliest, since, now),
+            failed: k.recent.list(RecentBy::Failed, since, now),
+        };
+        let mut chains: Vec<ChainSnapshot> = self
             .chains
             .iter()
             .filter(|((s, c), _)| {
                 service.is_none_or(|f| f == &**s) && chain.is_none_or(|f| f == &**c)
             })
-            .map(|((s, c), k)| {
-                (
-                    s.clone(),
-                    c.clone(),
-                    k.stats.snapshot(window, now),
-                    k.targets,
-                )
+            .map(|((s, c), k)| ChainSnapshot {
+                service: s.clone(),
+                chain: c.clone(),
+                window: k.stats.snapshot(window, now),
+                targets: k.targets,
+                recent: recent(k),
             })
             .collect();
         if service.is_none() && chain.is_none() {
             if let Some(k) = &self.overflow {
                 let o: Arc<str> = Arc::from(OVERFLOW_LABEL);
-                chains.push((o.clone(), o, k.stats.snapshot(window, now), k.targets));
+                chains.push(ChainSnapshot {
+                    service: o.clone(),
+                    chain: o,
+                    window: k.stats.snapshot(window, now),
+                    targets: k.targets,
+                    recent: recent(k),
+                });
             }
         }
-        KpiSnapshots { chains }
+        KpiSnapshots {
+            chains,
+            links: self.links.clone(),
+        }
+    }
+
+    /// One recent list over the chains that match (all when both filters
+    /// are `None`; `__overflow__` names the folded chains), merged in the
+    /// list's order, at most `kpi.recent_per_list`, with trace links.
+    pub fn recent(
+        &self,
+        by: RecentBy,
+        window: Window,
+        service: Option<&str>,
+        chain: Option<&str>,
+    ) -> Vec<RecentRequestView> {
+        let now = self.now_secs();
+        let since = since_secs(window, now);
+        let overflow: Arc<str> = Arc::from(OVERFLOW_LABEL);
+        let mut merged: Vec<(&Arc<str>, &Arc<str>, RecentRequest)> = Vec::new();
+        let matching = self
+            .chains
+            .iter()
+            .map(|((s, c), k)| (s, c, k))
+            .chain(self.overflow.iter().map(|k| (&overflow, &overflow, k)))
+            .filter(|(s, c, _)| {
+                service.is_none_or(|f| f == &***s) && chain.is_none_or(|f| f == &***c)
+            });
+        for (s, c, k) in matching {
+            merged.extend(k.recent.list(by, since, now).into_iter().map(|r| (s, c, r)));
+        }
+        match by {
+            RecentBy::Slowest => {
+                merged.sort_by(|a, b| b.2.duration_seconds.total_cmp(&a.2.duration_seconds))
+            }
+            RecentBy::Costliest => merged.sort_by(|a, b| {
+                b.2.cost_usd
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.2.cost_usd.unwrap_or(0.0))
+            }),
+            RecentBy::Failed => merged.sort_by(|a, b| {
+                (b.2.seen_secs, b.2.ended_at_unix_ms).cmp(&(a.2.seen_secs, a.2.ended_at_unix_ms))
+            }),
+        }
+        merged
+            .iter()
+            .take(self.recent_per_list)
+            .map(|(s, c, r)| RecentRequestView::new(s, c, r, &self.links))
+            .collect()
+    }
+
+    /// The trace links (for `chainpulse report`).
+    pub fn links(&self) -> &TraceLinks {
+        &self.links
     }
 
     /// Each tracked (service, chain) with its windows and targets, the
@@ -311,17 +431,54 @@ fn target_list(t: &SloTargets) -> [(&'static str, Option<f64>, &'static str); 6]
     ]
 }
 
+/// The tracker-clock second a window starts at (`None`: since start).
+fn since_secs(window: Window, now: u64) -> Option<u64> {
+    match window {
+        Window::SinceStart => None,
+        Window::Last(d) => Some(now.saturating_sub(d.as_secs().clamp(1, 3600))),
+    }
+}
+
+struct ChainSnapshot {
+    service: Arc<str>,
+    chain: Arc<str>,
+    window: WindowSnapshot,
+    targets: SloTargets,
+    recent: RecentSnapshot,
+}
+
+struct RecentSnapshot {
+    slowest: Vec<RecentRequest>,
+    costliest: Vec<RecentRequest>,
+    failed: Vec<RecentRequest>,
+}
+
 /// Per-chain window aggregates taken under the aggregator lock.
 pub struct KpiSnapshots {
-    chains: Vec<(Arc<str>, Arc<str>, WindowSnapshot, SloTargets)>,
+    chains: Vec<ChainSnapshot>,
+    links: Arc<TraceLinks>,
 }
 
 impl KpiSnapshots {
     pub fn build(self) -> Vec<ChainKpis> {
+        let links = &self.links;
         let mut out: Vec<ChainKpis> = self
             .chains
             .iter()
-            .map(|(s, c, snap, t)| ChainKpis::build(s, c, snap, t))
+            .map(|c| {
+                let mut k = ChainKpis::build(&c.service, &c.chain, &c.window, &c.targets);
+                let view = |l: &[RecentRequest]| {
+                    l.iter()
+                        .map(|r| RecentRequestView::new(&c.service, &c.chain, r, links))
+                        .collect()
+                };
+                k.recent = RecentLists {
+                    slowest: view(&c.recent.slowest),
+                    costliest: view(&c.recent.costliest),
+                    failed: view(&c.recent.failed),
+                };
+                k
+            })
             .collect();
         out.sort_by(|a, b| (&a.service, &a.chain).cmp(&(&b.service, &b.chain)));
         out
@@ -387,6 +544,56 @@ pub struct ChainKpis {
     pub kpis: Vec<KpiCheck>,
     /// Every KPI with data passes.
     pub targets_met: bool,
+    /// The slowest, costliest and latest failed requests of the window.
+    pub recent: RecentLists,
+}
+
+/// The `recent` field of a chain's KPIs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecentLists {
+    /// Slowest first.
+    pub slowest: Vec<RecentRequestView>,
+    /// Priced requests only, costliest first.
+    pub costliest: Vec<RecentRequestView>,
+    /// Newest first.
+    pub failed: Vec<RecentRequestView>,
+}
+
+/// One recent request as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecentRequestView {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits: the request's root span.
+    pub span_id: String,
+    pub service: String,
+    pub chain: String,
+    pub ended_at_unix_ms: u64,
+    pub duration_seconds: f64,
+    /// `null` when the request had an unpriced LLM call.
+    pub cost_usd: Option<f64>,
+    /// `null` for a success, or a failure without an exception class.
+    pub error_type: Option<String>,
+    /// `null` unless `[links]` is configured.
+    pub trace_url: Option<String>,
+}
+
+impl RecentRequestView {
+    fn new(service: &str, chain: &str, r: &RecentRequest, links: &TraceLinks) -> Self {
+        let trace_id = hex::encode(r.trace_id);
+        let span_id = hex::encode(r.span_id);
+        RecentRequestView {
+            trace_url: links.url(&trace_id, &span_id, service),
+            trace_id,
+            span_id,
+            service: service.to_owned(),
+            chain: chain.to_owned(),
+            ended_at_unix_ms: r.ended_at_unix_ms,
+            duration_seconds: r.duration_seconds,
+            cost_usd: r.cost_usd,
+            error_type: r.error_type.as_deref().map(str::to_owned),
+        }
+    }
 }
 
 impl ChainKpis {
@@ -456,6 +663,78 @@ impl ChainKpis {
             cache_hit_rate: s.cache_hit_ratio(),
             kpis,
             targets_met,
+            recent: RecentLists::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::text::{parse, sum};
+
+    fn record(t: &mut KpiTracker, chain: &str, i: u8, latency_s: f64) {
+        t.record_request(&RequestRecord {
+            service: "svc",
+            chain,
+            latency_s,
+            error: false,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: None,
+            partial_cost_usd: 0.0,
+            cache_hit: None,
+            user: None,
+            session: None,
+            trace_id: [i; 16],
+            span_id: [i; 8],
+            ended_at_unix_ms: 0,
+            error_type: None,
+        });
+    }
+
+    #[test]
+    fn chain_names_are_capped_counted_and_folded_like_metrics() {
+        let mut config = Config::default();
+        config.kpi.max_chains = 2;
+        let registry = Arc::new(Registry::new());
+        let mut t = KpiTracker::new(&config, registry.clone());
+        let huge = "c".repeat(1 << 20);
+        record(&mut t, &huge, 1, 1.0);
+        record(&mut t, "b", 2, 2.0);
+        record(&mut t, "c", 3, 3.0);
+        record(&mut t, "d", 4, 4.0);
+        let kpis = t.kpis(Window::SinceStart, None, None);
+        let names: Vec<&str> = kpis.iter().map(|k| k.chain.as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.contains(&"b") && names.contains(&OVERFLOW_LABEL));
+        let long = names
+            .iter()
+            .find(|n| n.starts_with("ccc"))
+            .expect("capped name");
+        assert_eq!(*long, registry.cap_label(&huge), "the name /metrics shows");
+        let overflow = kpis
+            .iter()
+            .find(|k| k.chain == OVERFLOW_LABEL)
+            .expect("overflow");
+        assert_eq!(overflow.requests, 2);
+        // The folded chains' requests are listed under __overflow__.
+        let slowest: Vec<u8> = overflow
+            .recent
+            .slowest
+            .iter()
+            .map(|r| u8::from_str_radix(&r.trace_id[..2], 16).expect("hex"))
+            .collect();
+        assert_eq!(slowest, [4, 3]);
+        let m = parse(&registry.render());
+        let fam = [("family", KPI_FAMILY)];
+        assert_eq!(sum(&m, CARDINALITY_SERIES, &fam), 2.0);
+        assert_eq!(sum(&m, CARDINALITY_LIMIT, &fam), 2.0);
+        assert_eq!(sum(&m, CARDINALITY_OVERFLOW, &fam), 2.0);
+        // Filters match the tracked names; the folded ones are `__overflow__`.
+        let slowest = |service| t.recent(RecentBy::Slowest, Window::SinceStart, service, None);
+        assert_eq!(slowest(Some("svc")).len(), 2);
+        assert_eq!(slowest(None).len(), 4);
+        assert_eq!(slowest(None)[0].chain, OVERFLOW_LABEL);
     }
 }

@@ -20,6 +20,7 @@ pub mod finished;
 pub mod history;
 pub mod kpi;
 pub mod orphans;
+pub mod recent;
 pub mod recorder;
 pub mod requests;
 pub mod series;
@@ -197,6 +198,10 @@ impl Aggregator {
                 cache_hit: (lookups > 0).then_some(t.cache_hits > 0),
                 user: l.run.user_id.as_deref(),
                 session: l.run.session_id.as_deref(),
+                trace_id: l.run.trace_id,
+                span_id: l.run.span_id,
+                ended_at_unix_ms: l.run.end_unix_nano / 1_000_000,
+                error_type: l.run.error_type.as_deref(),
             });
         }
         // Late children (after their root) leave totals no request reads:

@@ -9,8 +9,7 @@ use super::assembly::Labeled;
 use super::series::{key_into, Family, SEP};
 use crate::config::{CacheConfig, Config};
 use crate::export::names::*;
-use crate::export::prometheus::FloatCounter;
-use crate::export::Registry;
+use crate::export::{Exemplar, ExemplarHistogram, FloatCounter, Registry};
 use crate::normalize::{ChainRun, RunKind, RunStatus};
 use crate::pricing::{At, Cost, InputSemantics, PriceTable, TokenUsage};
 use metrics::{Counter, Histogram, Label};
@@ -24,8 +23,10 @@ struct OutcomeSeries {
 }
 
 struct RequestSeries {
-    outcome: OutcomeSeries,
-    cost: Histogram,
+    ok: Counter,
+    error: Counter,
+    duration: ExemplarHistogram,
+    cost: ExemplarHistogram,
     cache_hit: Counter,
     cache_miss: Counter,
 }
@@ -33,7 +34,7 @@ struct RequestSeries {
 struct LlmSeries {
     ok: Counter,
     error: Counter,
-    duration: Histogram,
+    duration: ExemplarHistogram,
     ttft: Histogram,
     /// input, output, cache_read, cache_write, reasoning
     tokens: [Counter; 5],
@@ -116,8 +117,20 @@ impl Recorder {
         let mut outcome = RunCost::default();
 
         if l.is_request {
+            let (trace_id, span_id) = (hex::encode(run.trace_id), hex::encode(run.span_id));
             let s = self.request_series(&run.service, &l.chain, &promoted, true);
-            observe(&s.outcome, status, duration);
+            match status {
+                RunStatus::Ok => s.ok.increment(1),
+                RunStatus::Error => s.error.increment(1),
+            }
+            s.duration.record(
+                duration,
+                Some(Exemplar {
+                    trace_id: &trace_id,
+                    span_id: &span_id,
+                    failed: status == RunStatus::Error,
+                }),
+            );
         }
 
         let s = get_outcome(
@@ -189,7 +202,7 @@ impl Recorder {
             LlmSeries {
                 ok: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "ok")))),
                 error: registry.counter_dyn(LLM_CALLS_TOTAL, mk(Some(("status", "error")))),
-                duration: registry.histogram_dyn(LLM_DURATION, mk(None)),
+                duration: registry.exemplar_histogram_dyn(LLM_DURATION, mk(None)),
                 ttft: registry.histogram_dyn(LLM_TTFT, mk(None)),
                 tokens: TOKEN_TYPES
                     .map(|t| registry.counter_dyn(LLM_TOKENS_TOTAL, mk(Some(("type", t))))),
@@ -210,7 +223,15 @@ impl Recorder {
                 RunStatus::Ok => s.ok.increment(1),
                 RunStatus::Error => s.error.increment(1),
             }
-            s.duration.record(run.duration_s());
+            let (trace_id, span_id) = (hex::encode(run.trace_id), hex::encode(run.span_id));
+            s.duration.record(
+                run.duration_s(),
+                Some(Exemplar {
+                    trace_id: &trace_id,
+                    span_id: &span_id,
+                    failed: run.status == RunStatus::Error,
+                }),
+            );
             if let Some(t) = run.time_to_first_token_s {
                 s.ttft.record(t);
             }
@@ -363,7 +384,18 @@ impl Recorder {
         let promoted = self.promoted_pairs();
         let s = self.request_series(&root.run.service, &root.chain, &promoted, false);
         if let Some(c) = cost_usd {
-            s.cost.record(c);
+            let (trace_id, span_id) = (
+                hex::encode(root.run.trace_id),
+                hex::encode(root.run.span_id),
+            );
+            s.cost.record(
+                c,
+                Some(Exemplar {
+                    trace_id: &trace_id,
+                    span_id: &span_id,
+                    failed: root.run.status == RunStatus::Error,
+                }),
+            );
         }
         if hits > 0 {
             s.cache_hit.increment(hits);
@@ -391,12 +423,10 @@ impl Recorder {
                 ls
             };
             RequestSeries {
-                outcome: OutcomeSeries {
-                    ok: registry.counter_dyn(REQUESTS_TOTAL, with("status", "ok")),
-                    error: registry.counter_dyn(REQUESTS_TOTAL, with("status", "error")),
-                    duration: registry.histogram_dyn(REQUEST_DURATION, base()),
-                },
-                cost: registry.histogram_dyn(REQUEST_COST, base()),
+                ok: registry.counter_dyn(REQUESTS_TOTAL, with("status", "ok")),
+                error: registry.counter_dyn(REQUESTS_TOTAL, with("status", "error")),
+                duration: registry.exemplar_histogram_dyn(REQUEST_DURATION, base()),
+                cost: registry.exemplar_histogram_dyn(REQUEST_COST, base()),
                 cache_hit: registry.counter_dyn(CACHE_LOOKUPS, with("result", "hit")),
                 cache_miss: registry.counter_dyn(CACHE_LOOKUPS, with("result", "miss")),
             }

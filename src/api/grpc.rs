@@ -1,7 +1,7 @@
 //! `chainpulse.kpi.v1.KpiService`, the gRPC form of the KPI API.
 
 use super::query::{KpiQuery, TopQuery};
-use crate::aggregate::kpi::ChainKpis;
+use crate::aggregate::kpi::{ChainKpis, RecentRequestView};
 use crate::pipeline::Pipeline;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,6 +65,27 @@ impl From<ChainKpis> for v1::ChainKpis {
                 })
                 .collect(),
             targets_met: c.targets_met,
+            recent: Some(v1::RecentLists {
+                slowest: c.recent.slowest.into_iter().map(Into::into).collect(),
+                costliest: c.recent.costliest.into_iter().map(Into::into).collect(),
+                failed: c.recent.failed.into_iter().map(Into::into).collect(),
+            }),
+        }
+    }
+}
+
+impl From<RecentRequestView> for v1::RecentRequest {
+    fn from(r: RecentRequestView) -> Self {
+        v1::RecentRequest {
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+            service: r.service,
+            chain: r.chain,
+            ended_at_unix_ms: r.ended_at_unix_ms,
+            duration_seconds: r.duration_seconds,
+            cost_usd: r.cost_usd,
+            error_type: r.error_type,
+            trace_url: r.trace_url,
         }
     }
 }

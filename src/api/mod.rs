@@ -1,5 +1,5 @@
 //! The HTTP server on :9464: `/metrics`, `/healthz`, `/readyz`, the
-//! KPI API (`/api/v1/kpis`, `/api/v1/top`) and the price lookup
+//! KPI API (`/api/v1/kpis`, `/api/v1/top`, `/api/v1/requests`) and the price lookup
 //! (`/api/v1/prices`); `grpc` serves the same KPIs as
 //! `chainpulse.kpi.v1.KpiService` on the OTLP/gRPC port; the live page
 //! (`/`, `page`) with the JSON it draws from (`/api/v1/history`,
@@ -14,12 +14,12 @@ pub mod query;
 use crate::pipeline::Pipeline;
 use crate::telemetry;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use axum::Router;
-use query::{KpiQuery, TopQuery};
+use query::{KpiQuery, RequestsQuery, TopQuery};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +51,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/kpis", get(kpis))
         .route("/api/v1/top", get(top))
+        .route("/api/v1/requests", get(requests))
         .route("/api/v1/prices", get(prices))
         .route("/api/v1/history", get(history))
         .route("/api/v1/health", get(health))
@@ -60,18 +61,33 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+/// `/metrics`: OpenMetrics (with exemplars) when the scraper asks for it
+/// in `Accept`, else the Prometheus text format 0.0.4.
+async fn metrics(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    use crate::export::prometheus::{
+        wants_openmetrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+    };
     let registry = state.pipeline.registry();
     telemetry::update_process_metrics(registry);
     registry.run_upkeep();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        registry.render(),
-    )
-        .into_response()
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(wants_openmetrics);
+    if openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+            registry.render_openmetrics(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+            registry.render(),
+        )
+            .into_response()
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -124,6 +140,18 @@ async fn kpis(
     };
     let chains = q.run(&state.pipeline).await;
     Json(serde_json::json!({ "window": q.window.to_string(), "chains": chains })).into_response()
+}
+
+/// `GET /api/v1/requests?by=slowest|costliest|failed&window=5m&service=…&chain=…`
+async fn requests(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let q = match RequestsQuery::parse(&params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    Json(serde_json::json!({ "requests": q.run(&state.pipeline).await })).into_response()
 }
 
 /// `GET /api/v1/top?by=user|session|chain|model&metric=cost|requests|tokens&n=10`

@@ -1,7 +1,8 @@
 //! The KPI API's queries, validated once for both transports (HTTP JSON and
 //! gRPC), so a bad parameter gets the same explanation on either.
 
-use crate::aggregate::kpi::{ChainKpis, TopBy, TopList, TopMetric};
+use crate::aggregate::kpi::{ChainKpis, RecentRequestView, TopBy, TopList, TopMetric};
+use crate::aggregate::recent::RecentBy;
 use crate::aggregate::window::{parse_window, Window};
 use crate::pipeline::Pipeline;
 use std::collections::HashMap;
@@ -11,6 +12,15 @@ pub const MAX_TOP: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KpiQuery {
+    pub window: Window,
+    pub service: Option<String>,
+    pub chain: Option<String>,
+}
+
+/// `GET /api/v1/requests`: one recent list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestsQuery {
+    pub by: RecentBy,
     pub window: Window,
     pub service: Option<String>,
     pub chain: Option<String>,
@@ -70,6 +80,39 @@ impl KpiQuery {
     }
 }
 
+impl RequestsQuery {
+    pub fn parse(params: &HashMap<String, String>) -> Result<RequestsQuery, String> {
+        reject_unknown(params, &["by", "window", "service", "chain"])?;
+        let by = match params.get("by").filter(|b| !b.is_empty()) {
+            Some(b) => RecentBy::parse(b)?,
+            None => return Err("missing parameter \"by\" (slowest, costliest or failed)".into()),
+        };
+        let window = params
+            .get("window")
+            .filter(|w| !w.is_empty())
+            .map_or(DEFAULT_WINDOW, String::as_str);
+        Ok(RequestsQuery {
+            by,
+            window: parse_window(window).map_err(|e| e.to_string())?,
+            service: non_empty(params.get("service")),
+            chain: non_empty(params.get("chain")),
+        })
+    }
+
+    pub async fn run(&self, pipeline: &Pipeline) -> Vec<RecentRequestView> {
+        pipeline
+            .read_aggregator(|a| {
+                a.kpi().recent(
+                    self.by,
+                    self.window,
+                    self.service.as_deref(),
+                    self.chain.as_deref(),
+                )
+            })
+            .await
+    }
+}
+
 impl TopQuery {
     pub fn parse(params: &HashMap<String, String>) -> Result<TopQuery, String> {
         reject_unknown(params, &["by", "metric", "n"])?;
@@ -117,6 +160,15 @@ mod tests {
         assert_eq!(
             e,
             "unknown parameter \"chian\"; accepted: window, service, chain"
+        );
+        let e = RequestsQuery::parse(&params(&[("by", "fastest")])).unwrap_err();
+        assert!(e.contains("not one of slowest, costliest, failed"), "{e}");
+        let e = RequestsQuery::parse(&params(&[])).unwrap_err();
+        assert!(e.contains("missing parameter \"by\""), "{e}");
+        let q = RequestsQuery::parse(&params(&[("by", "failed"), ("window", "1h")])).expect("ok");
+        assert_eq!(
+            (q.by, q.window.to_string()),
+            (RecentBy::Failed, "1h".to_owned())
         );
         let e = TopQuery::parse(&params(&[("by", "tenant")])).unwrap_err();
         assert!(e.contains("not one of user, session, chain, model"));

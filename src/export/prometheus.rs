@@ -1,64 +1,220 @@
-//! A Prometheus registry owned by one chainpulse instance.
+//! The one Prometheus registry of a chainpulse instance, on the official
+//! `prometheus-client` crate, exposed in two formats from the same cells:
+//! the Prometheus text format 0.0.4 for scrapers that do not ask for more,
+//! and OpenMetrics 1.0 (with exemplars) for those that send
+//! `Accept: application/openmetrics-text` (Prometheus does by itself).
 //!
-//! The recorder is *not* installed globally: each `Registry` is its own, so
-//! several collectors (tests, the demo) can live in one process. Handles are
-//! created once per label set and cached by `aggregate::series`, because the
-//! `metrics` macros hash the whole label set on every call.
+//! Why this crate: exemplars (a trace id on a histogram bucket, the jump
+//! from a P99 spike to the trace behind it) exist only in OpenMetrics, and
+//! `prometheus-client` encodes both formats and stores exemplars with their
+//! timestamps; `metrics-exporter-prometheus`, used before, renders neither.
+//!
+//! Why the `metrics` crate stays: only as the *handle types*
+//! (`metrics::Counter`, `Gauge`, `Histogram`, built with `from_arc` over the
+//! cells below), so the receive, pipeline and forward code keeps calling
+//! `.increment(n)`, `.set(v)`, `.record(v)` without knowing this registry
+//! (`receive/` must not import `export/`). No `metrics` recorder is
+//! installed and nothing renders through it: one way of exposing metrics.
+//!
+//! Each family has its own `prometheus-client` registry, created on first
+//! use and rendered in name order, so the exposition holds only families
+//! that have series (as before) and stays in a stable order. The recorder
+//! is *not* global: each `Registry` is its own, so several collectors
+//! (tests, the demo) can live in one process. Handles are created once per
+//! label set and cached by `aggregate::series` (creating one hashes the
+//! whole label set).
+//!
+//! Exemplars: see [`ExemplarHistogram`].
 
 use super::labels::{self, LabelLimits};
 use super::names::*;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Label};
+use parking_lot::{Mutex, RwLock};
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter as PcCounter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family as PcFamily;
+use prometheus_client::metrics::gauge::Gauge as PcGauge;
+use prometheus_client::registry::Registry as PcRegistry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-const META: Metadata<'static> = Metadata::new("chainpulse", Level::INFO, None);
+/// The content type of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// How long a bucket's exemplar is defended against lesser ones (a
+/// success, a smaller value) before any new observation replaces it: a
+/// little more than a usual scrape interval, so each scrape sees the worst
+/// of the last minute rather than the worst since start.
+pub const EXEMPLAR_MAX_AGE: Duration = Duration::from_secs(60);
+
+type Labels = Vec<(String, String)>;
+type Hist = HistogramWithExemplars<Labels>;
+type HistFamily = PcFamily<Labels, Hist, fn() -> Hist>;
+type FloatCell = PcCounter<f64, AtomicU64>;
+
+fn latency_histogram() -> Hist {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
+}
+
+fn cost_histogram() -> Hist {
+    HistogramWithExemplars::new(COST_BUCKETS.into_iter())
+}
+
+#[derive(Clone)]
+enum Cells {
+    Counter(PcFamily<Labels, PcCounter>),
+    Gauge(PcFamily<Labels, PcGauge<f64, AtomicU64>>),
+    Histogram(HistFamily, &'static [f64]),
+    Float(PcFamily<Labels, FloatCell>),
+}
+
+struct FamilyEntry {
+    registry: PcRegistry,
+    cells: Cells,
+}
 
 pub struct Registry {
-    recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
-    /// Counters with fractional increments (USD), which the `metrics` crate's
-    /// integer counters cannot hold; rendered after the recorder's output.
-    floats: Mutex<BTreeMap<&'static str, FloatFamily>>,
+    families: RwLock<BTreeMap<&'static str, FamilyEntry>>,
+    help: HashMap<&'static str, &'static str>,
     limits: LabelLimits,
     truncated: Counter,
     sanitized: Counter,
 }
 
-struct FloatFamily {
-    help: &'static str,
-    series: Vec<(String, Arc<AtomicU64>)>,
+struct CounterCell(PcCounter);
+impl CounterFn for CounterCell {
+    fn increment(&self, v: u64) {
+        self.0.inc_by(v);
+    }
+    fn absolute(&self, v: u64) {
+        let now = self.0.get();
+        if v > now {
+            self.0.inc_by(v - now);
+        }
+    }
 }
 
-/// A monotonically increasing f64 counter (USD), lock-free to increment.
+struct GaugeCell(PcGauge<f64, AtomicU64>);
+impl GaugeFn for GaugeCell {
+    fn increment(&self, v: f64) {
+        self.0.inc_by(v);
+    }
+    fn decrement(&self, v: f64) {
+        self.0.dec_by(v);
+    }
+    fn set(&self, v: f64) {
+        self.0.set(v);
+    }
+}
+
+struct HistogramCell(Hist);
+impl HistogramFn for HistogramCell {
+    fn record(&self, v: f64) {
+        self.0.observe(v, None, None);
+    }
+}
+
+/// A monotonically increasing f64 counter (USD).
 #[derive(Clone, Debug)]
-pub struct FloatCounter(Arc<AtomicU64>);
+pub struct FloatCounter(FloatCell);
 
 impl FloatCounter {
     pub fn add(&self, v: f64) {
         if !(v.is_finite() && v > 0.0) {
             return;
         }
-        let mut current = self.0.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(current) + v).to_bits();
-            match self
-                .0
-                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
-        }
+        self.0.inc_by(v);
     }
 
     pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+        self.0.get()
+    }
+}
+
+/// The trace behind one observation.
+#[derive(Debug, Clone, Copy)]
+pub struct Exemplar<'a> {
+    /// 32 lowercase hex digits.
+    pub trace_id: &'a str,
+    /// 16 lowercase hex digits.
+    pub span_id: &'a str,
+    /// The observed request or call failed.
+    pub failed: bool,
+}
+
+/// What a bucket's exemplar is, for choosing whether a new one replaces it.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    failed: bool,
+    value: f64,
+    at: Instant,
+}
+
+/// A histogram whose buckets carry exemplars (one per bucket, as
+/// OpenMetrics allows; so memory is one exemplar per bucket per series).
+///
+/// The bucket structure already spreads exemplars over the range (a slow
+/// request lands in a high bucket); within a bucket the exemplar shown is
+/// the one that matters most of the last [`EXEMPLAR_MAX_AGE`]: a failed
+/// observation beats a successful one, then the larger value wins. Once the
+/// shown one is older than that, the next observation replaces it, so the
+/// exemplars follow the traffic instead of keeping one outlier forever.
+#[derive(Clone)]
+pub struct ExemplarHistogram {
+    cell: Hist,
+    bounds: &'static [f64],
+    picks: Arc<Mutex<Vec<Option<Pick>>>>,
+}
+
+impl ExemplarHistogram {
+    /// Records `v`; with `exemplar`, offers it as its bucket's exemplar.
+    pub fn record(&self, v: f64, exemplar: Option<Exemplar<'_>>) {
+        let Some(e) = exemplar else {
+            self.cell.observe(v, None, None);
+            return;
+        };
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        let now = Instant::now();
+        let new = Pick {
+            failed: e.failed,
+            value: v,
+            at: now,
+        };
+        let take = {
+            let mut picks = self.picks.lock();
+            if picks.len() <= bucket {
+                picks.resize(self.bounds.len() + 1, None);
+            }
+            let take = match picks[bucket] {
+                None => true,
+                Some(old) => {
+                    now.duration_since(old.at) >= EXEMPLAR_MAX_AGE
+                        || (new.failed, new.value) > (old.failed, old.value)
+                }
+            };
+            if take {
+                picks[bucket] = Some(new);
+            }
+            take
+        };
+        let labels = take.then(|| {
+            vec![
+                ("trace_id".to_owned(), e.trace_id.to_owned()),
+                ("span_id".to_owned(), e.span_id.to_owned()),
+            ]
+        });
+        let ts = labels.as_ref().map(|_| SystemTime::now());
+        self.cell.observe(v, labels, ts);
     }
 }
 
@@ -74,6 +230,15 @@ impl Default for Registry {
     }
 }
 
+/// The `prometheus-client` name of a family: counters are registered
+/// without their `_total`, which the encoders append.
+fn base_name(name: &'static str, cells: &Cells) -> &'static str {
+    match cells {
+        Cells::Counter(_) | Cells::Float(_) => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    }
+}
+
 impl Registry {
     pub fn new() -> Self {
         Self::with_limits(LabelLimits::default())
@@ -82,201 +247,93 @@ impl Registry {
     /// A registry whose label values are capped by `limits` (see
     /// [`labels`]).
     pub fn with_limits(limits: LabelLimits) -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&LATENCY_BUCKETS)
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(REQUEST_COST.into()), &COST_BUCKETS)
-            })
-            .expect("static bucket lists are non-empty")
-            .build_recorder();
-        let handle = recorder.handle();
-        let altered = |reason: &'static str| {
-            recorder.register_counter(
-                &Key::from_parts(LABEL_VALUES_TRUNCATED, vec![Label::new("reason", reason)]),
-                &META,
-            )
-        };
-        let registry = Registry {
-            truncated: altered("too_long"),
-            sanitized: altered("control_characters"),
-            recorder,
-            handle,
-            floats: Mutex::new(BTreeMap::new()),
+        let mut registry = Registry {
+            families: RwLock::new(BTreeMap::new()),
+            help: help_texts(),
             limits,
+            truncated: Counter::noop(),
+            sanitized: Counter::noop(),
         };
-        registry.describe();
+        registry.truncated = registry.counter(LABEL_VALUES_TRUNCATED, &[("reason", "too_long")]);
+        registry.sanitized =
+            registry.counter(LABEL_VALUES_TRUNCATED, &[("reason", "control_characters")]);
         registry
     }
 
-    fn describe(&self) {
-        let r = &self.recorder;
-        let c = |name: &'static str, help: &'static str| {
-            r.describe_counter(KeyName::from_const_str(name), None, help.into())
+    /// The family `name`, created (with `make`) on first use.
+    fn family(
+        &self,
+        name: &'static str,
+        help: Option<&'static str>,
+        make: impl FnOnce() -> Cells,
+    ) -> Cells {
+        if let Some(f) = self.families.read().get(name) {
+            return f.cells.clone();
+        }
+        let mut families = self.families.write();
+        let entry = families.entry(name).or_insert_with(|| {
+            let cells = make();
+            let mut registry = PcRegistry::default();
+            let help = help
+                .or_else(|| self.help.get(name).copied())
+                .unwrap_or(name);
+            // The help text ends in a period already; prometheus-client
+            // adds one when it does not.
+            let help = help.strip_suffix('.').unwrap_or(help);
+            let base = base_name(name, &cells);
+            match &cells {
+                Cells::Counter(f) => registry.register(base, help, f.clone()),
+                Cells::Gauge(f) => registry.register(base, help, f.clone()),
+                Cells::Histogram(f, _) => registry.register(base, help, f.clone()),
+                Cells::Float(f) => registry.register(base, help, f.clone()),
+            }
+            FamilyEntry { registry, cells }
+        });
+        entry.cells.clone()
+    }
+
+    fn counter_cell(&self, name: &'static str, labels: Labels) -> PcCounter {
+        match self.family(name, None, || Cells::Counter(PcFamily::default())) {
+            Cells::Counter(f) => f.get_or_create_owned(&labels),
+            // A name is one type (names.rs); a mix-up is a programming
+            // error, and a detached cell keeps the process healthy.
+            _ => PcCounter::default(),
+        }
+    }
+
+    fn gauge_cell(&self, name: &'static str, labels: Labels) -> PcGauge<f64, AtomicU64> {
+        match self.family(name, None, || Cells::Gauge(PcFamily::default())) {
+            Cells::Gauge(f) => f.get_or_create_owned(&labels),
+            _ => PcGauge::default(),
+        }
+    }
+
+    fn histogram_cell(&self, name: &'static str, labels: Labels) -> ExemplarHistogram {
+        let make = || {
+            if name == REQUEST_COST {
+                Cells::Histogram(
+                    PcFamily::new_with_constructor(cost_histogram as fn() -> Hist),
+                    &COST_BUCKETS,
+                )
+            } else {
+                Cells::Histogram(
+                    PcFamily::new_with_constructor(latency_histogram as fn() -> Hist),
+                    &LATENCY_BUCKETS,
+                )
+            }
         };
-        let g = |name: &'static str, help: &'static str| {
-            r.describe_gauge(KeyName::from_const_str(name), None, help.into())
-        };
-        let h = |name: &'static str, help: &'static str| {
-            r.describe_histogram(
-                KeyName::from_const_str(name),
-                Some(Unit::Seconds),
-                help.into(),
-            )
-        };
-        c(REQUESTS_TOTAL, "Requests (root chain runs) by outcome.");
-        h(REQUEST_DURATION, "Duration of requests (root chain runs).");
-        c(RUNS_TOTAL, "Runs (every span, by step) by outcome.");
-        h(RUN_DURATION, "Duration of runs by step.");
-        c(LLM_CALLS_TOTAL, "LLM calls by outcome.");
-        h(LLM_DURATION, "Duration of LLM calls.");
-        h(
-            LLM_TTFT,
-            "Time to first token of streamed LLM calls that report it.",
-        );
-        c(
-            LLM_TOKENS_TOTAL,
-            "Tokens used by LLM and embedding runs; input includes cached tokens.",
-        );
-        c(ERRORS_TOTAL, "Failed runs by error type (exception class).");
-        c(SPANS_RECEIVED, "Spans received, by protocol.");
-        c(
-            SPANS_REJECTED,
-            "Spans rejected (partial success), by reason.",
-        );
-        c(
-            EXPORT_REQUESTS,
-            "OTLP export requests received, by protocol.",
-        );
-        c(
-            REQUESTS_REJECTED,
-            "OTLP export requests rejected whole, by protocol and reason.",
-        );
-        g(
-            ASSEMBLY_TRACES,
-            "Traces held in the assembly buffer waiting for their root.",
-        );
-        g(
-            ASSEMBLY_SPANS,
-            "Spans held in the assembly buffer waiting for their root.",
-        );
-        c(
-            ASSEMBLY_EVICTIONS,
-            "Traces released without their root, by reason (timeout, capacity).",
-        );
-        c(
-            ASSEMBLY_INFERRED_ROOTS,
-            "Requests whose root was inferred (top-most span) at eviction.",
-        );
-        c(
-            ASSEMBLY_LATE_SPANS,
-            "Spans that arrived after their trace was released.",
-        );
-        c(
-            ASSEMBLY_ORPHANS_ADOPTED,
-            "Parentless provider spans re-attached beneath the framework LLM span that made the call.",
-        );
-        g(CARDINALITY_SERIES, "Label sets in use, by metric family.");
-        g(CARDINALITY_LIMIT, "Label-set limit, by metric family.");
-        c(
-            CARDINALITY_OVERFLOW,
-            "Observations folded into the overflow series, by metric family.",
-        );
-        g(INFLIGHT_REQUESTS, "OTLP export requests being processed.");
-        c(
-            FORWARD_SPANS,
-            "Spans forwarded per destination, by result (sent, retried, failed, dropped, sampled_out).",
-        );
-        c(
-            FORWARD_BATCHES,
-            "Export calls to each destination, by result (sent, retried, failed).",
-        );
-        c(
-            FORWARD_FAILED,
-            "Spans a destination will never get, by reason (permanent upstream errors, drops).",
-        );
-        g(FORWARD_QUEUE_SPANS, "Spans queued per destination.");
-        g(
-            FORWARD_QUEUE_BYTES,
-            "Bytes queued per destination (memory or disk).",
-        );
-        g(
-            FORWARD_QUEUE_MAX_BYTES,
-            "Queue bound per destination (queue.max_bytes).",
-        );
-        g(
-            FORWARD_OLDEST_AGE,
-            "Age of the oldest queued request per destination (0 when empty).",
-        );
-        h(
-            FORWARD_SEND_DURATION,
-            "Duration of one export call to a destination.",
-        );
-        c(
-            FORWARD_WAL_CORRUPT,
-            "Torn or corrupt disk-queue tails found (and cut off) on start-up.",
-        );
-        c(
-            FORWARD_REDACTIONS,
-            "Values redacted before forwarding, by kind of secret or personal data.",
-        );
-        c(
-            FORWARD_TRUNCATIONS,
-            "Attribute values truncated before forwarding.",
-        );
-        c(
-            SAMPLING_DECISIONS,
-            "Tail-sampling decisions per trace, by decision and reason.",
-        );
-        c(
-            LABEL_VALUES_TRUNCATED,
-            "Label values shortened (with a hash suffix) or stripped of control characters, \
-             once per label set created, by reason.",
-        );
-        g(CONNECTIONS, "Open connections, by listener.");
-        g(
-            INFLIGHT_BYTES,
-            "Bytes reserved by requests being received and processed (bodies, gRPC messages, inflated data).",
-        );
-        g(
-            INFLIGHT_BYTES_LIMIT,
-            "The in-flight memory budget (limits.max_inflight_bytes).",
-        );
-        c(
-            CONNECTIONS_REFUSED,
-            "Connections closed at accept because the listener was at server.max_connections.",
-        );
-        c(
-            CONNECTIONS_IDLE_CLOSED,
-            "Connections closed after server.idle_timeout_ms without traffic.",
-        );
-        g(BUILD_INFO, "chainpulse build information.");
-        g(PROCESS_RSS, "Resident memory of the chainpulse process.");
-        g(
-            PROCESS_CPU,
-            "CPU time (user + system) used by the chainpulse process.",
-        );
-        r.describe_histogram(
-            KeyName::from_const_str(REQUEST_COST),
-            None,
-            "Cost in USD of each request (sum of its LLM runs).".into(),
-        );
-        c(
-            LLM_UNPRICED,
-            "LLM calls whose model has no price (unpriced, not free).",
-        );
-        c(
-            LLM_USAGE_MISSING,
-            "Successful LLM calls that reported no token usage (not priced).",
-        );
-        c(CACHE_LOOKUPS, "LLM cache lookups detected, by result.");
-        g(
-            SLO_TARGET,
-            "SLO target per service, chain and KPI (from the config).",
-        );
-        g(
-            BUDGET_USD,
-            "Cost budget in USD per window and scope (from the config).",
-        );
+        match self.family(name, None, make) {
+            Cells::Histogram(f, bounds) => ExemplarHistogram {
+                cell: f.get_or_create_owned(&labels),
+                bounds,
+                picks: Arc::new(Mutex::new(Vec::new())),
+            },
+            _ => ExemplarHistogram {
+                cell: latency_histogram(),
+                bounds: &LATENCY_BUCKETS,
+                picks: Arc::new(Mutex::new(Vec::new())),
+            },
+        }
     }
 
     pub fn label_limits(&self) -> LabelLimits {
@@ -298,17 +355,21 @@ impl Registry {
         }
     }
 
-    fn capped_labels(&self, labels: Vec<Label>) -> Vec<Label> {
+    fn capped_labels(&self, labels: Vec<Label>) -> Labels {
         let max = self.limits.max_value_bytes;
-        if !labels.iter().any(|l| labels::needs_cap(l.value(), max)) {
-            return labels;
-        }
         labels
             .into_iter()
-            .map(|l| match labels::cap(l.value(), max) {
-                std::borrow::Cow::Borrowed(_) => l,
-                std::borrow::Cow::Owned(v) => Label::new(l.key().to_owned(), v),
+            .map(|l| {
+                let v = labels::cap(l.value(), max).into_owned();
+                (l.key().to_owned(), v)
             })
+            .collect()
+    }
+
+    fn static_labels(&self, labels: &[(&str, &str)]) -> Labels {
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), self.cap_label(v).into_owned()))
             .collect()
     }
 
@@ -319,98 +380,427 @@ impl Registry {
         help: &'static str,
         labels: &[(&str, &str)],
     ) -> FloatCounter {
-        let mut rendered = String::new();
-        for (i, (k, v)) in labels.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let v = self.cap_label(v);
-            let _ = write!(rendered, "{sep}{k}=\"{}\"", escape_label(&v));
+        let labels = self.static_labels(labels);
+        match self.family(name, Some(help), || Cells::Float(PcFamily::default())) {
+            Cells::Float(f) => FloatCounter(f.get_or_create_owned(&labels)),
+            _ => FloatCounter(FloatCell::default()),
         }
-        let mut floats = self.floats.lock();
-        let family = floats.entry(name).or_insert_with(|| FloatFamily {
-            help,
-            series: Vec::new(),
-        });
-        if let Some((_, cell)) = family.series.iter().find(|(l, _)| *l == rendered) {
-            return FloatCounter(cell.clone());
-        }
-        let cell = Arc::new(AtomicU64::new(0f64.to_bits()));
-        family.series.push((rendered, cell.clone()));
-        FloatCounter(cell)
-    }
-
-    fn key(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-        let labels: Vec<Label> = labels
-            .iter()
-            .map(|(k, v)| Label::new(*k, self.cap_label(v).into_owned()))
-            .collect();
-        Key::from_parts(name, labels)
     }
 
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.recorder
-            .register_counter(&self.key(name, labels), &META)
+        let cell = self.counter_cell(name, self.static_labels(labels));
+        Counter::from_arc(Arc::new(CounterCell(cell)))
     }
 
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.recorder.register_gauge(&self.key(name, labels), &META)
+        let cell = self.gauge_cell(name, self.static_labels(labels));
+        Gauge::from_arc(Arc::new(GaugeCell(cell)))
     }
 
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.recorder
-            .register_histogram(&self.key(name, labels), &META)
+        let h = self.histogram_cell(name, self.static_labels(labels));
+        Histogram::from_arc(Arc::new(HistogramCell(h.cell)))
     }
 
     /// Counters and histograms with label names chosen at run time (promoted
     /// metadata labels).
     pub fn counter_dyn(&self, name: &'static str, labels: Vec<Label>) -> Counter {
-        self.recorder
-            .register_counter(&Key::from_parts(name, self.capped_labels(labels)), &META)
+        let cell = self.counter_cell(name, self.capped_labels(labels));
+        Counter::from_arc(Arc::new(CounterCell(cell)))
     }
 
     pub fn histogram_dyn(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
-        self.recorder
-            .register_histogram(&Key::from_parts(name, self.capped_labels(labels)), &META)
+        let h = self.histogram_cell(name, self.capped_labels(labels));
+        Histogram::from_arc(Arc::new(HistogramCell(h.cell)))
     }
 
-    /// The Prometheus text exposition.
+    /// A histogram whose buckets carry exemplars (request and LLM
+    /// durations, request cost).
+    pub fn exemplar_histogram_dyn(
+        &self,
+        name: &'static str,
+        labels: Vec<Label>,
+    ) -> ExemplarHistogram {
+        self.histogram_cell(name, self.capped_labels(labels))
+    }
+
+    /// The Prometheus text exposition (format 0.0.4, no exemplars), with
+    /// numbers written as before the move to `prometheus-client` (see
+    /// [`shortest_numbers`]).
     pub fn render(&self) -> String {
-        let mut out = self.handle.render();
-        let floats = self.floats.lock();
-        for (name, family) in floats.iter() {
-            let _ = writeln!(out, "# HELP {name} {}", family.help);
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for (labels, cell) in &family.series {
-                let v = f64::from_bits(cell.load(Ordering::Relaxed));
-                if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {v}");
-                } else {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
-            }
-            out.push('\n');
+        let mut encoded = String::new();
+        for f in self.families.read().values() {
+            // Writing to a String cannot fail.
+            let _ = prometheus_text::encode(&mut encoded, &f.registry);
         }
+        shortest_numbers(&encoded)
+    }
+
+    /// The OpenMetrics exposition: exemplars on the histograms that carry
+    /// them, counters' samples in `_total`, ending in `# EOF`.
+    pub fn render_openmetrics(&self) -> String {
+        let mut out = String::new();
+        for f in self.families.read().values() {
+            let _ = text::encode_registry(&mut out, &f.registry);
+        }
+        let _ = text::encode_eof(&mut out);
         out
     }
 
-    /// Drains histogram samples into their buckets. Histogram observations
-    /// are queued until this runs, so it runs on every pipeline tick (every
-    /// 250 ms, `server.rs`) to keep that queue (memory) bounded between
-    /// scrapes.
-    pub fn run_upkeep(&self) {
-        self.handle.run_upkeep();
+    /// Nothing to do since the move to `prometheus-client`: observations
+    /// land in their buckets at once (no queue to drain). Kept so the
+    /// pipeline's tick and the scrape handler need not change.
+    pub fn run_upkeep(&self) {}
+}
+
+/// The text format as chainpulse wrote it before `prometheus-client`:
+/// bucket bounds and sample values in Rust's shortest form (`le="2"`, `3`),
+/// where the crate writes `le="2.0"`, `3.0`. Values are cosmetic, but `le`
+/// is part of a series' identity: keeping it means an upgrade does not split
+/// every bucket series in two (Prometheus before 3.0 does not normalise
+/// `le`). OpenMetrics keeps its canonical `2.0`.
+fn shortest_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or((line, ""));
+        match series.find("le=\"") {
+            Some(at) if series.contains("_bucket{") => {
+                let start = at + 4;
+                let len = series[start..].find('"').unwrap_or(0);
+                out.push_str(&series[..start]);
+                push_number(&mut out, &series[start..start + len]);
+                out.push_str(&series[start + len..]);
+            }
+            _ => out.push_str(series),
+        }
+        out.push(' ');
+        push_number(&mut out, value);
+        out.push('\n');
+    }
+    out
+}
+
+fn push_number(out: &mut String, v: &str) {
+    use std::fmt::Write;
+    match v.parse::<f64>() {
+        Ok(n) if n.is_finite() && v.contains(['.', 'e']) => {
+            let _ = write!(out, "{n}");
+        }
+        _ => out.push_str(v),
     }
 }
 
-/// Label value escaping of the text format: backslash, quote, newline.
-fn escape_label(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+/// Whether an `Accept` header asks for OpenMetrics (Prometheus sends
+/// `application/openmetrics-text;version=1.0.0,…;q=…,text/plain;…`).
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let mut fields = part.split(';').map(str::trim);
+        let media = fields.next().unwrap_or("");
+        let refused = fields.any(|f| {
+            f.strip_prefix("q=")
+                .and_then(|q| q.parse::<f64>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+    })
+}
+
+/// The `# HELP` text of each metric family chainpulse exports.
+fn help_texts() -> HashMap<&'static str, &'static str> {
+    let mut m = HashMap::new();
+    let mut d = |name: &'static str, help: &'static str| {
+        m.insert(name, help);
+    };
+    d(REQUESTS_TOTAL, "Requests (root chain runs) by outcome.");
+    d(REQUEST_DURATION, "Duration of requests (root chain runs).");
+    d(RUNS_TOTAL, "Runs (every span, by step) by outcome.");
+    d(RUN_DURATION, "Duration of runs by step.");
+    d(LLM_CALLS_TOTAL, "LLM calls by outcome.");
+    d(LLM_DURATION, "Duration of LLM calls.");
+    d(
+        LLM_TTFT,
+        "Time to first token of streamed LLM calls that report it.",
+    );
+    d(
+        LLM_TOKENS_TOTAL,
+        "Tokens used by LLM and embedding runs; input includes cached tokens.",
+    );
+    d(ERRORS_TOTAL, "Failed runs by error type (exception class).");
+    d(SPANS_RECEIVED, "Spans received, by protocol.");
+    d(
+        SPANS_REJECTED,
+        "Spans rejected (partial success), by reason.",
+    );
+    d(
+        EXPORT_REQUESTS,
+        "OTLP export requests received, by protocol.",
+    );
+    d(
+        REQUESTS_REJECTED,
+        "OTLP export requests rejected whole, by protocol and reason.",
+    );
+    d(
+        ASSEMBLY_TRACES,
+        "Traces held in the assembly buffer waiting for their root.",
+    );
+    d(
+        ASSEMBLY_SPANS,
+        "Spans held in the assembly buffer waiting for their root.",
+    );
+    d(
+        ASSEMBLY_EVICTIONS,
+        "Traces released without their root, by reason (timeout, capacity).",
+    );
+    d(
+        ASSEMBLY_INFERRED_ROOTS,
+        "Requests whose root was inferred (top-most span) at eviction.",
+    );
+    d(
+        ASSEMBLY_LATE_SPANS,
+        "Spans that arrived after their trace was released.",
+    );
+    d(
+        ASSEMBLY_ORPHANS_ADOPTED,
+        "Parentless provider spans re-attached beneath the framework LLM span that made the call.",
+    );
+    d(CARDINALITY_SERIES, "Label sets in use, by metric family.");
+    d(CARDINALITY_LIMIT, "Label-set limit, by metric family.");
+    d(
+        CARDINALITY_OVERFLOW,
+        "Observations folded into the overflow series, by metric family.",
+    );
+    d(INFLIGHT_REQUESTS, "OTLP export requests being processed.");
+    d(
+        FORWARD_SPANS,
+        "Spans forwarded per destination, by result (sent, retried, failed, dropped, sampled_out).",
+    );
+    d(
+        FORWARD_BATCHES,
+        "Export calls to each destination, by result (sent, retried, failed).",
+    );
+    d(
+        FORWARD_FAILED,
+        "Spans a destination will never get, by reason (permanent upstream errors, drops).",
+    );
+    d(FORWARD_QUEUE_SPANS, "Spans queued per destination.");
+    d(
+        FORWARD_QUEUE_BYTES,
+        "Bytes queued per destination (memory or disk).",
+    );
+    d(
+        FORWARD_QUEUE_MAX_BYTES,
+        "Queue bound per destination (queue.max_bytes).",
+    );
+    d(
+        FORWARD_OLDEST_AGE,
+        "Age of the oldest queued request per destination (0 when empty).",
+    );
+    d(
+        FORWARD_SEND_DURATION,
+        "Duration of one export call to a destination.",
+    );
+    d(
+        FORWARD_WAL_CORRUPT,
+        "Torn or corrupt disk-queue tails found (and cut off) on start-up.",
+    );
+    d(
+        FORWARD_REDACTIONS,
+        "Values redacted before forwarding, by kind of secret or personal data.",
+    );
+    d(
+        FORWARD_TRUNCATIONS,
+        "Attribute values truncated before forwarding.",
+    );
+    d(
+        SAMPLING_DECISIONS,
+        "Tail-sampling decisions per trace, by decision and reason.",
+    );
+    d(
+        LABEL_VALUES_TRUNCATED,
+        "Label values shortened (with a hash suffix) or stripped of control characters, \
+             once per label set created, by reason.",
+    );
+    d(CONNECTIONS, "Open connections, by listener.");
+    d(
+            INFLIGHT_BYTES,
+            "Bytes reserved by requests being received and processed (bodies, gRPC messages, inflated data).",
+        );
+    d(
+        INFLIGHT_BYTES_LIMIT,
+        "The in-flight memory budget (limits.max_inflight_bytes).",
+    );
+    d(
+        CONNECTIONS_REFUSED,
+        "Connections closed at accept because the listener was at server.max_connections.",
+    );
+    d(
+        CONNECTIONS_IDLE_CLOSED,
+        "Connections closed after server.idle_timeout_ms without traffic.",
+    );
+    d(BUILD_INFO, "chainpulse build information.");
+    d(PROCESS_RSS, "Resident memory of the chainpulse process.");
+    d(
+        PROCESS_CPU,
+        "CPU time (user + system) used by the chainpulse process.",
+    );
+    d(
+        REQUEST_COST,
+        "Cost in USD of each request (sum of its LLM runs).",
+    );
+    d(
+        LLM_UNPRICED,
+        "LLM calls whose model has no price (unpriced, not free).",
+    );
+    d(
+        LLM_USAGE_MISSING,
+        "Successful LLM calls that reported no token usage (not priced).",
+    );
+    d(CACHE_LOOKUPS, "LLM cache lookups detected, by result.");
+    d(
+        SLO_TARGET,
+        "SLO target per service, chain and KPI (from the config).",
+    );
+    d(
+        BUDGET_USD,
+        "Cost budget in USD per window and scope (from the config).",
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T1: &str = "0af7651916cd43dd8448eb211c80319c";
+    const T2: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const S: &str = "b7ad6b7169203331";
+
+    fn ex(trace_id: &str, failed: bool) -> Option<Exemplar<'_>> {
+        Some(Exemplar {
+            trace_id,
+            span_id: S,
+            failed,
+        })
     }
-    out
+
+    fn registry() -> Registry {
+        let r = Registry::new();
+        r.counter_dyn(
+            REQUESTS_TOTAL,
+            vec![Label::new("chain", "rag"), Label::new("status", "ok")],
+        )
+        .increment(3);
+        r.gauge(CARDINALITY_SERIES, &[("family", "x")]).set(2.0);
+        let h = r.exemplar_histogram_dyn(REQUEST_DURATION, vec![Label::new("chain", "rag")]);
+        h.record(1.5, ex(T1, false));
+        h.record(0.02, None);
+        r.float_counter(LLM_COST_TOTAL, "Cost.", &[("model", "m")])
+            .add(0.25);
+        r
+    }
+
+    #[test]
+    fn openmetrics_carries_exemplars_counters_in_total_and_eof() {
+        let om = registry().render_openmetrics();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE chainpulse_requests counter\n"), "{om}");
+        assert!(
+            om.contains("chainpulse_requests_total{chain=\"rag\",status=\"ok\"} 3\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("chainpulse_llm_cost_usd_total{model=\"m\"} 0.25"),
+            "{om}"
+        );
+        // The 1.5 s request is the exemplar of the le=2 bucket, with its
+        // value and a timestamp (seconds since the epoch).
+        let line = om
+            .lines()
+            .find(|l| {
+                l.starts_with("chainpulse_request_duration_seconds_bucket{")
+                    && l.contains("le=\"2.0\"")
+                    && l.contains("chain=\"rag\"")
+            })
+            .unwrap_or_else(|| panic!("no le=2 bucket: {om}"));
+        let (_, exemplar) = line.split_once(" # ").expect("exemplar");
+        let want = format!("{{trace_id=\"{T1}\",span_id=\"{S}\"}} 1.5 ");
+        assert!(exemplar.starts_with(&want), "{line}");
+        let ts: f64 = exemplar[want.len()..].parse().expect("timestamp");
+        assert!(ts > 1.7e9, "{line}");
+        // A bucket without one has none.
+        assert!(om
+            .lines()
+            .filter(|l| l.contains("le=\"0.025\""))
+            .all(|l| !l.contains('#')));
+    }
+
+    #[test]
+    fn plain_text_has_no_exemplars_and_the_0_0_4_names() {
+        let text = registry().render();
+        assert!(!text.contains("# EOF") && !text.contains(" # {"), "{text}");
+        assert!(
+            text.contains("# TYPE chainpulse_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE chainpulse_request_duration_seconds histogram\n"));
+        let s = crate::export::text::parse(&text);
+        use crate::export::text::{buckets, sum};
+        assert_eq!(sum(&s, REQUESTS_TOTAL, &[("chain", "rag")]), 3.0);
+        assert_eq!(sum(&s, CARDINALITY_SERIES, &[("family", "x")]), 2.0);
+        assert_eq!(sum(&s, LLM_COST_TOTAL, &[]), 0.25);
+        assert_eq!(
+            sum(&s, "chainpulse_request_duration_seconds_count", &[]),
+            2.0
+        );
+        let b = buckets(&s, REQUEST_DURATION, &[("chain", "rag")]);
+        assert_eq!(b.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(b.iter().find(|(le, _)| *le == 1.0).map(|x| x.1), Some(1.0));
+        // Numbers as the text format always had them: `le` is part of a
+        // series' identity.
+        assert!(
+            text.contains("chainpulse_request_duration_seconds_bucket{chain=\"rag\",le=\"2\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("le=\"0.005\"") && text.contains("le=\"+Inf\""));
+        assert!(text.contains("chainpulse_cardinality_series{family=\"x\"} 2\n"));
+        assert!(text.contains("chainpulse_request_duration_seconds_sum{chain=\"rag\"} 1.52\n"));
+    }
+
+    #[test]
+    fn a_bucket_keeps_the_failed_then_the_larger_observation() {
+        let r = Registry::new();
+        let h = r.exemplar_histogram_dyn(REQUEST_DURATION, vec![]);
+        let bucket_exemplar = |r: &Registry| {
+            let om = r.render_openmetrics();
+            om.lines()
+                .find(|l| l.contains("le=\"2.0\""))
+                .and_then(|l| l.split_once(" # ").map(|(_, e)| e.to_owned()))
+                .unwrap_or_default()
+        };
+        h.record(1.9, ex(T1, true));
+        h.record(1.95, ex(T2, false));
+        assert!(
+            bucket_exemplar(&r).contains(T1),
+            "a failure beats a larger success"
+        );
+        h.record(1.2, ex(T2, true));
+        assert!(bucket_exemplar(&r).contains(T1), "the larger failure stays");
+        h.record(1.99, ex(T2, true));
+        assert!(bucket_exemplar(&r).contains(T2), "a larger failure wins");
+    }
+
+    #[test]
+    fn accept_header_negotiation() {
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+    }
 }

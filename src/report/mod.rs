@@ -8,6 +8,8 @@
 //! and the scrape interval. The README's "Fleet report" says when to use
 //! which.
 
+pub mod recent;
+
 use anyhow::{bail, Context};
 use std::fmt::Write;
 
@@ -175,7 +177,9 @@ pub fn render(body: &serde_json::Value) -> anyhow::Result<String> {
             writeln!(out, "  {name:<22} {value:>12} {target:>12}  {status}")?;
         }
         let met = c["targets_met"].as_bool().unwrap_or(false);
-        writeln!(out, "  targets {}\n", if met { "met" } else { "NOT met" })?;
+        writeln!(out, "  targets {}", if met { "met" } else { "NOT met" })?;
+        recent::render_chain(&mut out, c)?;
+        writeln!(out)?;
     }
     Ok(out)
 }

@@ -156,6 +156,11 @@ def check_dashboard(name, d, problems, exprs):
                 err(f"panel {title!r} {t.get('refId')}: undefined variables {sorted(undefined)}")
             for m in dashlib.metric_names(expr) - dashlib.KNOWN_METRICS:
                 err(f"panel {title!r} {t.get('refId')}: unknown metric {m}")
+            # Time series of quantiles of the histograms that carry
+            # exemplars show them (a stat panel cannot).
+            if p.get("type") == "timeseries" and "histogram_quantile" in expr and any(h in expr for h in EXEMPLAR_HISTOGRAMS) \
+                    and not t.get("exemplar"):
+                err(f"panel {title!r} {t.get('refId')}: quantile of an exemplar histogram without exemplar: true")
             exprs.append((f"{name} panel {title!r} {t.get('refId')}", expr, d))
     dup = {i for i in ids if ids.count(i) > 1}
     if dup or None in ids:
@@ -200,6 +205,10 @@ def promql_syntax(exprs, problems):
             problems.append(f"{label}: PromQL does not parse: {out.strip().splitlines()[-1]}")
 
 
+EXEMPLAR_HISTOGRAMS = ("chainpulse_request_duration_seconds", "chainpulse_llm_duration_seconds",
+                       "chainpulse_request_cost_usd")
+
+
 def check_provisioning(problems):
     prov = dashlib.ROOT / "grafana" / "provisioning"
     ds_files = sorted((prov / "datasources").glob("*.yaml"))
@@ -212,6 +221,13 @@ def check_provisioning(problems):
         dss = doc.get("datasources") or []
         if doc.get("apiVersion") != 1 or not any(x.get("type") == "prometheus" for x in dss):
             problems.append(f"{f.name}: needs apiVersion 1 and a prometheus datasource")
+        for x in dss:
+            dest = (x.get("jsonData") or {}).get("exemplarTraceIdDestinations") or []
+            if x.get("type") == "prometheus" and not any(
+                    d.get("name") == "trace_id" and (d.get("datasourceUid") or "${__value.raw}" in d.get("url", ""))
+                    for d in dest):
+                problems.append(f"{f.name}: datasource {x.get('name')} needs exemplarTraceIdDestinations "
+                                "for trace_id (url with ${__value.raw}, or datasourceUid)")
     for f in db_files:
         doc = yaml.safe_load(f.read_text())
         provs = doc.get("providers") or []
