@@ -24,25 +24,46 @@ use std::time::Instant;
 const KEY: &[u8] = b"\"total_cost\":";
 fn old(out: &[u8]) -> bool {
     let marker = |m: &[u8]| out.windows(m.len()).any(|w| w == m);
-    marker(b"\"total_cost\": 0,") || marker(b"\"total_cost\":0,") || marker(b"\"total_cost\": 0}") || marker(b"\"total_cost\":0}")
+    marker(b"\"total_cost\": 0,")
+        || marker(b"\"total_cost\":0,")
+        || marker(b"\"total_cost\": 0}")
+        || marker(b"\"total_cost\":0}")
 }
-fn tail(out: &[u8], at: usize) -> bool { let rest = &out[at + KEY.len()..]; let rest = rest.strip_prefix(b" ").unwrap_or(rest); matches!(rest, [b'0', b',' | b'}', ..]) }
-fn finder(f: &memchr::memmem::Finder<'_>, out: &[u8]) -> bool { f.find_iter(out).any(|at| tail(out, at)) }
+fn tail(out: &[u8], at: usize) -> bool {
+    let rest = &out[at + KEY.len()..];
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    matches!(rest, [b'0', b',' | b'}', ..])
+}
+fn finder(f: &memchr::memmem::Finder<'_>, out: &[u8]) -> bool {
+    f.find_iter(out).any(|at| tail(out, at))
+}
 fn memchr_t(out: &[u8]) -> bool {
     // every 't' of "total_cost": memchr for the rarest-ish byte then compare
-    memchr::memchr_iter(b'_', out).any(|i| i >= 6 && out[i-6..].starts_with(KEY) && tail(out, i - 6))
+    memchr::memchr_iter(b'_', out)
+        .any(|i| i >= 6 && out[i - 6..].starts_with(KEY) && tail(out, i - 6))
 }
 fn bench(name: &str, outs: &[&[u8]], f: impl Fn(&[u8]) -> bool) {
-    let n = 20000; let mut h = 0u32;
+    let n = 20000;
+    let mut h = 0u32;
     let t = Instant::now();
-    for _ in 0..n { for o in outs { h += f(std::hint::black_box(o)) as u32; } }
-    println!("{name}: {:.1} ns/output (hits {h})", t.elapsed().as_nanos() as f64 / (n * outs.len()) as f64);
+    for _ in 0..n {
+        for o in outs {
+            h += f(std::hint::black_box(o)) as u32;
+        }
+    }
+    println!(
+        "{name}: {:.1} ns/output (hits {h})",
+        t.elapsed().as_nanos() as f64 / (n * outs.len()) as f64
+    );
 }
 fn main() {
     let all = std::fs::read(std::env::args().nth(1).unwrap()).unwrap();
     let outs: Vec<&[u8]> = all.split(|&b| b == 0).filter(|s| s.len() > 3).collect();
     let f = memchr::memmem::Finder::new(KEY);
-    for o in &outs { assert_eq!(old(o), finder(&f, o)); assert_eq!(old(o), memchr_t(o)); }
+    for o in &outs {
+        assert_eq!(old(o), finder(&f, o));
+        assert_eq!(old(o), memchr_t(o));
+    }
     for _ in 0..2 {
         bench("old 4x windows", &outs, old);
         bench("memmem Finder", &outs, |o| finder(&f, o));

@@ -9,11 +9,21 @@ use prost::Message;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: ceiling BODY.pb [seconds]");
-    let secs: f64 = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(3.0);
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: ceiling BODY.pb [seconds]");
+    let secs: f64 = std::env::args()
+        .nth(2)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(3.0);
     let body = std::fs::read(&path).expect("read body");
     let first = ExportTraceServiceRequest::decode(body.as_slice()).expect("decode");
-    let spans: usize = first.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+    let spans: usize = first
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let mut n = 0u64;
@@ -33,7 +43,10 @@ fn main() {
 /// This process's CPU time (user + system) in seconds, from /proc/self/stat (clock ticks of 1/100 s).
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..].split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     ticks as f64 / 100.0
 }
