@@ -346,13 +346,23 @@ pub fn cache_hit(x: &Extracted<'_>, is_llm: bool, outputs: Option<&Bytes>) -> Op
     if !is_llm {
         return None;
     }
-    let out = outputs?;
-    let marker = |m: &[u8]| out.windows(m.len()).any(|w| w == m);
-    (marker(b"\"total_cost\": 0,")
-        || marker(b"\"total_cost\":0,")
-        || marker(b"\"total_cost\": 0}")
-        || marker(b"\"total_cost\":0}"))
-    .then_some(true)
+    cached_generation_marker(outputs?).then_some(true)
+}
+
+/// `"total_cost": 0` followed by `,` or `}` (with or without the space)
+/// anywhere in `out`. One SIMD substring search for the key (memchr's
+/// `memmem`, a few GB/s), then a look at the few bytes after each hit:
+/// outputs are the largest strings of a span, and a byte-by-byte window
+/// comparison per spelling cost ~3 % of ingest.
+fn cached_generation_marker(out: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"total_cost\":";
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    FINDER.find_iter(out).any(|at| {
+        let rest = &out[at + KEY.len()..];
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        matches!(rest, [b'0', b',' | b'}', ..])
+    })
 }
 
 #[cfg(test)]
@@ -390,6 +400,38 @@ mod tests {
         // Langfuse v5: a JSON-encoded string value.
         let encoded = Bytes::from_static(br#""prod""#);
         assert_eq!(json_scalar_text(&encoded, &encoded), "prod");
+    }
+
+    #[test]
+    fn cached_generation_marker_spellings() {
+        for yes in [
+            &br#"{"usage": {"total_cost": 0, "x": 1}}"#[..],
+            br#"{"total_cost":0,"a":1}"#,
+            br#"{"a": {"total_cost": 0}}"#,
+            br#"{"a":{"total_cost":0}}"#,
+            br#"{"total_cost": 1.5, "b": {"total_cost": 0}}"#,
+        ] {
+            assert!(
+                cached_generation_marker(yes),
+                "{}",
+                String::from_utf8_lossy(yes)
+            );
+        }
+        for no in [
+            &br#"{"total_cost": 0.5}"#[..],
+            br#"{"total_cost": 01}"#,
+            br#"{"total_cost":  0}"#,
+            br#"{"total_cost": 0"#,
+            br#"{"total_cost":"#,
+            br#"total_cost: 0,"#,
+            b"",
+        ] {
+            assert!(
+                !cached_generation_marker(no),
+                "{}",
+                String::from_utf8_lossy(no)
+            );
+        }
     }
 
     #[test]

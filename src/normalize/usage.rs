@@ -419,10 +419,11 @@ fn langfuse_usage(json: &str) -> Option<Tokens> {
 /// LangChain tracer reads only `cache_creation`, which langchain-anthropic
 /// leaves at 0 when it splits writes into 5-minute and 1-hour counts.
 /// Only the first occurrence of each key is read (the same usage appears in
-/// both places).
+/// both places). Found by a SIMD substring search (memchr's `memmem`): the
+/// output is usually the largest string of the span.
 pub fn split_cache_writes(output: &[u8]) -> Option<u64> {
     let read = |key: &[u8]| -> Option<u64> {
-        let at = output.windows(key.len()).position(|w| w == key)? + key.len();
+        let at = memchr::memmem::find(output, key)? + key.len();
         let rest = &output[at..];
         let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace())?..];
         let rest = rest.strip_prefix(b":")?;
