@@ -395,8 +395,12 @@ enum Item {
         len: u64,
     },
     /// A tombstone left by an earlier recovery: `count` ids skipped.
+    /// `damaged`: its own bytes fail the CRC (header intact): the ids it
+    /// stood for were counted when it was written, so not again; it is
+    /// rewritten.
     Tomb {
         count: u64,
+        damaged: Option<(u64, u64, String)>,
     },
     /// Damaged bytes `[off, off + bytes)`; `exact`: exactly one record
     /// (its length field was intact and led to a valid frame or the end).
@@ -444,8 +448,9 @@ const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
 
 /// A frame found by resynchronisation: valid, with a plausible time, and
 /// followed by another valid frame or by the end of the file. Random bytes
-/// pass with probability well below 2^-32 × 2^-25 per position (CRC-32,
-/// timestamp window, then a second CRC-32 unless it ends the file).
+/// pass with probability about 2^-32 × 2^-26 × 2^-32 per position (CRC-32,
+/// timestamp window, then a second CRC-32 unless it ends the file). A
+/// frame embedded in a record's payload passes too: see the README.
 fn resync_at(data: &[u8], pos: usize, now: u64) -> bool {
     let Some(h) = data
         .get(pos..pos + REC_HEADER_LEN as usize)
@@ -479,13 +484,10 @@ fn scan_image(data: &[u8], now: u64) -> Vec<Item> {
         match frame_at(data, pos) {
             Ok(f) => {
                 if f.unix_ms == TOMBSTONE_MS {
-                    let count = match data.get(pos + 16..pos + 24) {
-                        Some(c) if f.len >= 8 => {
-                            u64::from_le_bytes(c.try_into().unwrap_or([1, 0, 0, 0, 0, 0, 0, 0]))
-                        }
-                        _ => 1,
-                    };
-                    items.push(Item::Tomb { count });
+                    items.push(Item::Tomb {
+                        count: tombstone_count(data, pos, f.len),
+                        damaged: None,
+                    });
                 } else {
                     items.push(Item::Rec {
                         off: pos as u64,
@@ -498,6 +500,17 @@ fn scan_image(data: &[u8], now: u64) -> Vec<Item> {
                 if let Some(h) = data.get(pos..pos + 4) {
                     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
                     let next = pos + REC_HEADER_LEN as usize + len;
+                    let tomb = data
+                        .get(pos + 8..pos + 16)
+                        .is_some_and(|t| t == TOMBSTONE_MS.to_le_bytes());
+                    if next <= n && (next == n || frame_at(data, next).is_ok()) && tomb {
+                        items.push(Item::Tomb {
+                            count: tombstone_count(data, pos, len as u64),
+                            damaged: Some((pos as u64, (next - pos) as u64, reason)),
+                        });
+                        pos = next;
+                        continue;
+                    }
                     if next <= n && (next == n || frame_at(data, next).is_ok()) {
                         items.push(Item::Hole {
                             off: pos as u64,
@@ -522,6 +535,17 @@ fn scan_image(data: &[u8], now: u64) -> Vec<Item> {
         }
     }
     items
+}
+
+/// The id count a tombstone at `pos` with a payload of `len` bytes holds.
+fn tombstone_count(data: &[u8], pos: usize, len: u64) -> u64 {
+    let at = pos + REC_HEADER_LEN as usize;
+    match data.get(at..at + 8) {
+        Some(c) if len >= 8 => {
+            u64::from_le_bytes(c.try_into().unwrap_or([1, 0, 0, 0, 0, 0, 0, 0])).max(1)
+        }
+        _ => 1,
+    }
 }
 
 /// A tombstone frame of exactly `bytes` bytes (>= 16) saying `count` ids
@@ -680,7 +704,12 @@ impl Segment {
             .iter()
             .map(|it| match it {
                 Item::Rec { .. } => 1,
-                Item::Tomb { count } => *count,
+                // Its stored count may be the damaged part: bounded by
+                // the next segment like an unknown hole.
+                Item::Tomb {
+                    damaged: Some(_), ..
+                } if sealed => 1,
+                Item::Tomb { count, .. } => *count,
                 Item::Hole { exact: true, .. } => 1,
                 Item::Hole { bytes, .. } if !sealed => (bytes / REC_HEADER_LEN).max(1),
                 Item::Hole { .. } => 1,
@@ -697,9 +726,16 @@ impl Segment {
                 )));
             }
             let slack = next - min_end;
-            let first_unknown = body_items
-                .iter()
-                .position(|it| matches!(it, Item::Hole { exact: false, .. }));
+            let first_unknown = body_items.iter().position(|it| {
+                matches!(
+                    it,
+                    Item::Hole { exact: false, .. }
+                        | Item::Tomb {
+                            damaged: Some(_),
+                            ..
+                        }
+                )
+            });
             match first_unknown {
                 Some(i) => counts[i] += slack,
                 None => missing_after = slack,
@@ -715,6 +751,21 @@ impl Segment {
                     off: *off,
                     len: *len,
                 }),
+                Item::Tomb {
+                    damaged: Some((off, bytes, reason)),
+                    ..
+                } => {
+                    let count = *count;
+                    report.damaged.push(CorruptTail {
+                        segment: seg.path.clone(),
+                        offset: *off,
+                        reason: format!("damaged tombstone (its ids were counted when it was written): {reason}"),
+                        discarded_bytes: *bytes,
+                    });
+                    if let Some(t) = tombstone(*bytes, count) {
+                        repairs.push((*off, t));
+                    }
+                }
                 Item::Tomb { .. } => {}
                 Item::Hole {
                     off,
