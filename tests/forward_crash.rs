@@ -1358,7 +1358,7 @@ async fn sigkill_under_load_duplicates_at_most_two_percent() {
         let mut cp = inst.start().await;
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = spawn_load(cp.grpc, &stop, 1..=20);
-        tokio::time::sleep(Duration::from_millis(5000 + 500 * round as u64)).await;
+        tokio::time::sleep(Duration::from_millis(6000 + 500 * round as u64)).await;
         cp.sigkill();
         stop.store(true, Ordering::Relaxed);
         total.merge(join_load(tasks).await);

@@ -8,12 +8,17 @@
 //! # On-disk layout (directory `dir`)
 //!
 //! * `{first_id:020}.wal` — segment files. The name is the [`RecordId`] of the
-//!   segment's first record, so ids never need to be stored per record: record
-//!   `k` of a segment has id `first_id + k`. Zero-padded so that lexical order
-//!   equals numeric order when a human lists the directory.
-//! * `ack` — the acknowledgement position, replaced atomically
-//!   (write `ack.tmp`, fsync it, rename over `ack`, fsync the directory).
-//!   A leftover `ack.tmp` from a crash is deleted on open.
+//!   segment's first record, so ids never need to be stored per record: each
+//!   frame takes the next id (a tombstone frame takes as many as it says).
+//!   Zero-padded so that lexical order equals numeric order when a human
+//!   lists the directory.
+//! * `ack` — the acknowledgement position: two 32-byte slots
+//!   (`b"CPWALAK2"`, sequence u64LE, next_unacked u64LE, CRC-32 u32LE, 4 zero
+//!   bytes) written in turn in place with one positioned write; the valid
+//!   slot with the higher sequence wins, so a torn write falls back to the
+//!   previous position. Created on open (write `ack.tmp`, fsync, rename,
+//!   fsync the directory; a leftover `ack.tmp` is deleted). The old 20-byte
+//!   `CPWALACK` file is read once and replaced.
 //!
 //! Segment file = 8-byte header `b"CPWALv02"` (magic + format version, so a
 //! future format is refused instead of being "repaired") followed by records:
@@ -34,9 +39,14 @@
 //! as torn. [`Frame`] is the one codec of this layout: appends, the recovery
 //! scan and reads all go through it.
 //!
-//! The `ack` file is 20 bytes: `b"CPWALACK"`, `next_unacked u64LE` (first id
-//! *not* acknowledged), CRC-32 of the preceding 16 bytes. If it is unreadable
-//! or corrupt it is treated as "nothing acknowledged" (redeliver, never lose).
+//! A **tombstone** is a frame whose time is `u64::MAX`: written by recovery
+//! over a damaged region (or after a sealed segment whose successor starts
+//! later), its payload's first 8 bytes (u64 LE; 1 if shorter) say how many
+//! ids it stands for. It keeps later ids stable and stops the next start
+//! from counting the same loss again. Readers skip it.
+//!
+//! If the `ack` file is unreadable or corrupt it is treated as "nothing
+//! acknowledged" (redeliver, never lose).
 //!
 //! # Guarantees
 //!
@@ -57,21 +67,29 @@
 //!   only the *newest* segment can have a torn tail; damage found in an older
 //!   segment means media corruption and is reported separately.
 //! * **Recovery**: [`Wal::open`] scans every record of every segment and
-//!   verifies its CRC. At the first torn (short header / length past the end
-//!   of file) or corrupt (CRC mismatch, bad segment header) record, the
-//!   segment is truncated there, the event is logged with `tracing::warn!` and
-//!   returned in [`Recovery`]; every record before it is kept. Truncation
-//!   makes later appends start on a clean record boundary. Records *after*
-//!   the damage in the same segment are discarded (there is no resync scan);
-//!   later segments are kept.
+//!   verifies its CRC. At a damaged frame it skips exactly that record if
+//!   its length field leads to a valid frame, else resynchronises on the
+//!   next frame that is valid, has a plausible time and is followed by a
+//!   valid frame or the end ([`resync_at`]); the records after the damage
+//!   are kept. The ids a damaged region held are known exactly in a sealed
+//!   segment (the next segment's name bounds them); in the newest one an
+//!   unknown region gets as many ids as it could hold, so a mistake
+//!   redelivers rather than skips. Damage at the end of the newest segment
+//!   (a torn append) is truncated; elsewhere it is overwritten by a
+//!   tombstone. Ids missing between segments, or between the ack position
+//!   and the first segment, are a deleted segment. Every undelivered loss is
+//!   returned in [`Recovery::lost`] by reason (the caller counts and logs
+//!   it). A segment of a newer format, or segments whose ids overlap, make
+//!   `open` fail (the caller disables that destination).
 //! * **Failed writes**: if a write fails half-way (e.g. ENOSPC) the segment is
 //!   truncated back to the last good record, so garbage never sits between
 //!   good records. If that truncation or an fsync fails, the `Wal` is
 //!   *poisoned*: appends return [`WalError::Poisoned`] until it is reopened
 //!   (after a failed fsync the kernel may have dropped dirty pages, so only a
 //!   rescan knows what is on disk). Peek/ack keep working so delivery drains.
-//! * **Delivery is at-least-once**: [`Wal::ack`] persists the position durably
-//!   before returning and before deleting segments. After a crash, records
+//! * **Delivery is at-least-once**: [`Wal::persist_ack`] writes the position
+//!   (process-crash safe), [`Wal::sync_ack`] makes it durable; it is durable
+//!   before any segment is deleted. After a crash, records
 //!   after the last persisted ack are delivered again — including records that
 //!   were delivered upstream but whose ack had not been persisted yet, and a
 //!   record whose `append` returned an error after the write (fsync failure).
