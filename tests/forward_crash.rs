@@ -43,6 +43,11 @@ const TORN_TAIL_LOG: &str = "torn or corrupt tail";
 const EXIT_GRACE: Duration = Duration::from_millis(1000);
 /// Concurrent exporters in the load tests.
 const LOAD_TASKS: usize = 6;
+/// Held by the tests that load the machine flat out, so they do not run
+/// at once: the duplicate ratio measured after a SIGKILL depends on how
+/// promptly an answered call is recorded, which a second load test on the
+/// same cores delays.
+static LOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Client = TraceServiceClient<Channel>;
 
@@ -534,6 +539,7 @@ async fn join_load(tasks: Vec<JoinHandle<Load>>) -> Load {
 /// upstream is up but slow, and the kill waits until the redelivery of
 /// round 0's backlog has begun but not finished. Round 2+: upstream up.
 async fn sigkill_under_load(label: &str, protocol: &str, fsync: &str, rounds: usize) {
+    let _alone = LOAD_LOCK.lock().await;
     let t0 = Instant::now();
     let up = Upstream::start().await;
     up.stop().await;
@@ -943,6 +949,7 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_upstream_gets_back_pressure_and_bounded_memory() {
     const QUEUE_MAX: u64 = 4 << 20;
+    let _alone = LOAD_LOCK.lock().await;
     let up = Upstream::start().await;
     up.set_mode(Mode::Slow(Duration::from_millis(300)));
     let mut inst = Instance::new(
@@ -1350,6 +1357,7 @@ async fn a_missing_segment_and_a_flipped_byte_are_counted_and_the_rest_delivered
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_duplicates_at_most_two_percent() {
     const ROUNDS: usize = 3;
+    let _alone = LOAD_LOCK.lock().await;
     let up = Upstream::start().await;
     let queue = r#"kind = "disk", fsync = "always""#;
     let mut inst = Instance::new("grpc", &up, queue, 512, 3000);
