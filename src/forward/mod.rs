@@ -20,6 +20,12 @@
 //! Each destination has its own queue and sender task, so a slow or dead
 //! upstream only fills its own queue.
 //!
+//! A disk queue recovery cannot repair (a newer format, overlapping
+//! segments, an I/O error) disables its destination only (`Disabled`):
+//! one bad directory must not stop ingest, metrics and the other
+//! destinations, nor crash-loop the process. What recovery did repair is
+//! counted and logged by `report_recovery`.
+//!
 //! This file is the public face: [`Forwarder::start`], [`Forwarder::submit`],
 //! [`Forwarder::shutdown`] (plus the gauges' `refresh`, the sampler as the
 //! aggregator's [`TraceSubscriber`], and `queue_depths`), and the errors.
