@@ -20,6 +20,12 @@
 //! Each destination has its own queue and sender task, so a slow or dead
 //! upstream only fills its own queue.
 //!
+//! A disk queue recovery cannot repair (a newer format, overlapping
+//! segments, an I/O error) disables its destination only (`Disabled`):
+//! one bad directory must not stop ingest, metrics and the other
+//! destinations, nor crash-loop the process. What recovery did repair is
+//! counted and logged by `report_recovery`.
+//!
 //! This file is the public face: [`Forwarder::start`], [`Forwarder::submit`],
 //! [`Forwarder::shutdown`] (plus the gauges' `refresh`, the sampler as the
 //! aggregator's [`TraceSubscriber`], and `queue_depths`), and the errors.
@@ -42,7 +48,10 @@ pub use queue::Depth as QueueDepth;
 
 use crate::aggregate::finished::TraceSubscriber;
 use crate::config::ConfigError;
-use crate::export::names::FORWARD_WAL_CORRUPT;
+use crate::export::names::{
+    FORWARD_DESTINATION_DISABLED, FORWARD_DESTINATION_UP, FORWARD_FAILED, FORWARD_QUEUE_LOST_BYTES,
+    FORWARD_QUEUE_LOST_RECORDS, FORWARD_SPANS, FORWARD_WAL_CORRUPT,
+};
 use crate::export::Registry;
 use crate::otlp_view::ExportTraceServiceRequest as View;
 use bytes::Bytes;
@@ -50,7 +59,7 @@ use config::{FsyncMode, OnFull, QueueKind};
 use parking_lot::Mutex;
 use prepare::redact::RedactError;
 use prepare::Prepare;
-use queue::wal::WalError;
+use queue::wal::{LossReason, Recovery, WalError};
 use queue::{PushError, Queue};
 use sampling::Sampler;
 use send::client::BuildError;
@@ -117,6 +126,89 @@ pub struct Forwarder {
     shutdown: watch::Sender<Option<tokio::time::Instant>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     any_disk: bool,
+    /// Destinations whose disk queue could not be opened.
+    disabled: Vec<Disabled>,
+}
+
+/// A destination whose disk queue directory is damaged beyond what
+/// recovery repairs (a segment from a newer format, overlapping segments,
+/// an I/O error): it gets no sender and no queue, the rest of the collector
+/// goes on, and every span it would have been sent is counted as dropped
+/// (`reason="destination_disabled"`). Fixing the directory (or moving it
+/// aside) and restarting brings it back.
+struct Disabled {
+    name: String,
+    dropped: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl Disabled {
+    fn new(name: &str, error: &WalError, registry: &Registry) -> Disabled {
+        let reason = match error {
+            WalError::Unsupported { .. } => "unsupported_format",
+            WalError::Inconsistent(_) => "inconsistent",
+            WalError::CorruptRecord { .. } => "corrupt",
+            _ => "io_error",
+        };
+        registry
+            .gauge(FORWARD_DESTINATION_UP, &[("destination", name)])
+            .set(0.0);
+        registry
+            .gauge(
+                FORWARD_DESTINATION_DISABLED,
+                &[("destination", name), ("reason", reason)],
+            )
+            .set(1.0);
+        Disabled {
+            name: name.to_owned(),
+            dropped: registry.counter(
+                FORWARD_SPANS,
+                &[("destination", name), ("result", "dropped")],
+            ),
+            failed: registry.counter(
+                FORWARD_FAILED,
+                &[("destination", name), ("reason", "destination_disabled")],
+            ),
+        }
+    }
+
+    fn lost(&self, spans: u64) {
+        self.dropped.increment(spans);
+        self.failed.increment(spans);
+    }
+}
+
+/// Counts and logs what a disk queue's recovery found.
+fn report_recovery(name: &str, rec: &Recovery, registry: &Registry) {
+    let corrupt = registry.counter(FORWARD_WAL_CORRUPT, &[("destination", name)]);
+    corrupt.increment((usize::from(rec.corrupt_tail.is_some()) + rec.damaged.len()) as u64);
+    for reason in [
+        LossReason::DamagedRecord,
+        LossReason::TornTail,
+        LossReason::MissingSegment,
+    ] {
+        let labels = [("destination", name), ("reason", reason.as_str())];
+        let records = registry.counter(FORWARD_QUEUE_LOST_RECORDS, &labels);
+        let bytes = registry.counter(FORWARD_QUEUE_LOST_BYTES, &labels);
+        for l in rec.lost.iter().filter(|l| l.reason == reason) {
+            records.increment(l.records.unwrap_or(0));
+            bytes.increment(l.bytes);
+            let count = l.records.map_or("unknown".to_string(), |r| r.to_string());
+            let tail = rec
+                .corrupt_tail
+                .as_ref()
+                .is_some_and(|t| t.segment == l.segment && t.offset == l.offset);
+            if tail {
+                tracing::warn!(destination = %name, segment = %l.segment.display(), offset = l.offset, bytes = l.bytes,
+                    first_id = l.ids.0, records = %count, reason = reason.as_str(),
+                    "forward: the disk queue had a torn or corrupt tail (expected after a crash); cut it off, every record before it is kept");
+            } else {
+                tracing::error!(destination = %name, segment = %l.segment.display(), offset = l.offset, bytes = l.bytes,
+                    first_id = l.ids.0, last_id = l.ids.1, records = %count, reason = reason.as_str(),
+                    "forward: undelivered records lost from the disk queue; records after them are kept");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -129,6 +221,10 @@ impl std::fmt::Debug for Forwarder {
                     .iter()
                     .map(|d| &d.name)
                     .collect::<Vec<_>>(),
+            )
+            .field(
+                "disabled",
+                &self.disabled.iter().map(|d| &d.name).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -157,28 +253,33 @@ impl Forwarder {
         let mut destinations = Vec::new();
         let mut senders = Vec::new();
         let mut any_disk = false;
+        let mut disabled = Vec::new();
         for r in &resolved {
             let client = send::client::Client::build(r)?;
-            let (queue, opened) =
-                Queue::open(&r.queue_dir, &r.queue).map_err(|source| ForwardError::Queue {
-                    destination: r.name.clone(),
-                    dir: r.queue_dir.display().to_string(),
-                    source,
-                })?;
-            let corrupt =
-                registry.counter(FORWARD_WAL_CORRUPT, &[("destination", r.name.as_str())]);
+            let (queue, opened) = match Queue::open(&r.queue_dir, &r.queue) {
+                Ok(q) => q,
+                Err(source @ WalError::InvalidConfig(_)) => {
+                    return Err(ForwardError::Queue {
+                        destination: r.name.clone(),
+                        dir: r.queue_dir.display().to_string(),
+                        source,
+                    })
+                }
+                Err(e) => {
+                    tracing::error!(destination = %r.name, dir = %r.queue_dir.display(), error = %e,
+                        "forward: cannot open this destination's disk queue; the destination is DISABLED \
+                         (every span for it is counted as dropped, reason=\"destination_disabled\"); \
+                         the collector and other destinations go on. Repair or move the directory aside and restart");
+                    disabled.push(Disabled::new(&r.name, &e, &registry));
+                    continue;
+                }
+            };
+            registry
+                .gauge(FORWARD_DESTINATION_UP, &[("destination", r.name.as_str())])
+                .set(1.0);
             if let Some(rec) = &opened.recovery {
                 any_disk = true;
-                let tails = usize::from(rec.corrupt_tail.is_some()) + rec.sealed_corruption.len();
-                corrupt.increment(tails as u64);
-                if let Some(t) = &rec.corrupt_tail {
-                    tracing::warn!(destination = %r.name, segment = %t.segment.display(), offset = t.offset, discarded_bytes = t.discarded_bytes, reason = %t.reason,
-                        "forward: the disk queue had a torn or corrupt tail (expected after a crash); cut it off, every record before it is kept");
-                }
-                for t in &rec.sealed_corruption {
-                    tracing::error!(destination = %r.name, segment = %t.segment.display(), offset = t.offset, discarded_bytes = t.discarded_bytes, reason = %t.reason,
-                        "forward: corruption inside a sealed disk-queue segment (media damage?); records after it in that segment are lost");
-                }
+                report_recovery(&r.name, rec, &registry);
                 tracing::info!(destination = %r.name, dir = %r.queue_dir.display(), records = rec.unacked_records, spans = opened.recovered_spans,
                     "forward: disk queue opened; delivering what it holds");
             }
@@ -209,6 +310,7 @@ impl Forwarder {
             shutdown,
             tasks: Mutex::new(tasks),
             any_disk,
+            disabled,
         })))
     }
 
@@ -287,6 +389,9 @@ impl Forwarder {
                     self.push_failed(&d, e, spans)?;
                 }
             }
+        }
+        for d in &self.disabled {
+            d.lost(spans);
         }
         Ok(())
     }

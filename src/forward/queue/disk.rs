@@ -8,9 +8,12 @@
 //!   appends and the sender's reads go on meanwhile, and one sync covers
 //!   every record appended before it began. `fsync = "interval"` leaves it
 //!   to a timer (`Queue::sync`), `"never"` to the kernel.
-//! * **Acks** are recorded in memory at once and made durable at most every
-//!   [`ACK_PERSIST_EVERY`] (and on every `sync`): a crash in between
-//!   redelivers — duplicates, never a loss.
+//! * **Acks**: every delivered batch's position goes to the `ack` file at
+//!   once, with one positioned write and no fsync (see `Wal::persist_ack`):
+//!   that survives SIGKILL, so a crashed process redelivers only the batches
+//!   in flight, not a second's worth. It is fsynced on every `sync` (the
+//!   `interval` timer, shutdown) and before a segment is deleted; a power
+//!   loss may fall back to an older position — duplicates, never a loss.
 //! * **The newest records stay in memory too** (up to [`RECENT_MAX_BYTES`]):
 //!   the sender usually wants what was just appended, and serving it from
 //!   memory spares reading it back and checking its CRC again.
@@ -25,7 +28,6 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 /// The queue's header inside a WAL record's payload: the span count (u32
 /// LE). The record's time is the WAL's own timestamp, not repeated here.
@@ -33,9 +35,6 @@ const HEADER: usize = 4;
 
 /// Bound of a disk queue's in-memory copy of its newest records.
 const RECENT_MAX_BYTES: u64 = 16 << 20;
-
-/// How often a disk queue's delivery position is made durable.
-const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct Disk {
     wal: Mutex<Wal>,
@@ -45,7 +44,6 @@ pub(super) struct Disk {
     /// Every id below this is on stable storage.
     synced_below: AtomicU64,
     fsync: FsyncMode,
-    last_ack_persist: Mutex<Instant>,
     recent: Mutex<Recent>,
 }
 
@@ -91,7 +89,6 @@ impl Disk {
             sync_gate: Mutex::new(()),
             synced_below: AtomicU64::new(next),
             fsync: cfg.fsync,
-            last_ack_persist: Mutex::new(Instant::now()),
             recent: Mutex::new(Recent::default()),
         };
         Ok((disk, recovery, spans))
@@ -165,9 +162,7 @@ impl Disk {
             self.wal.lock().sync()?;
         }
         self.synced_below.store(below.0, Ordering::Release);
-        self.wal.lock().persist_ack()?;
-        *self.last_ack_persist.lock() = Instant::now();
-        Ok(())
+        self.wal.lock().sync_ack()
     }
 
     pub(super) fn peek_after(
@@ -206,12 +201,7 @@ impl Disk {
             }
         }
         drop(recent);
-        let mut last = self.last_ack_persist.lock();
-        if last.elapsed() >= ACK_PERSIST_EVERY {
-            wal.persist_ack()?;
-            *last = Instant::now();
-        }
-        Ok(())
+        wal.persist_ack()
     }
 
     pub(super) fn depth(&self, spans: u64) -> Depth {

@@ -8,12 +8,17 @@
 //! # On-disk layout (directory `dir`)
 //!
 //! * `{first_id:020}.wal` — segment files. The name is the [`RecordId`] of the
-//!   segment's first record, so ids never need to be stored per record: record
-//!   `k` of a segment has id `first_id + k`. Zero-padded so that lexical order
-//!   equals numeric order when a human lists the directory.
-//! * `ack` — the acknowledgement position, replaced atomically
-//!   (write `ack.tmp`, fsync it, rename over `ack`, fsync the directory).
-//!   A leftover `ack.tmp` from a crash is deleted on open.
+//!   segment's first record, so ids never need to be stored per record: each
+//!   frame takes the next id (a tombstone frame takes as many as it says).
+//!   Zero-padded so that lexical order equals numeric order when a human
+//!   lists the directory.
+//! * `ack` — the acknowledgement position: two 32-byte slots
+//!   (`b"CPWALAK2"`, sequence u64LE, next_unacked u64LE, CRC-32 u32LE, 4 zero
+//!   bytes) written in turn in place with one positioned write; the valid
+//!   slot with the higher sequence wins, so a torn write falls back to the
+//!   previous position. Created on open (write `ack.tmp`, fsync, rename,
+//!   fsync the directory; a leftover `ack.tmp` is deleted). The old 20-byte
+//!   `CPWALACK` file is read once and replaced.
 //!
 //! Segment file = 8-byte header `b"CPWALv02"` (magic + format version, so a
 //! future format is refused instead of being "repaired") followed by records:
@@ -34,9 +39,14 @@
 //! as torn. [`Frame`] is the one codec of this layout: appends, the recovery
 //! scan and reads all go through it.
 //!
-//! The `ack` file is 20 bytes: `b"CPWALACK"`, `next_unacked u64LE` (first id
-//! *not* acknowledged), CRC-32 of the preceding 16 bytes. If it is unreadable
-//! or corrupt it is treated as "nothing acknowledged" (redeliver, never lose).
+//! A **tombstone** is a frame whose time is `u64::MAX`: written by recovery
+//! over a damaged region (or after a sealed segment whose successor starts
+//! later), its payload's first 8 bytes (u64 LE; 1 if shorter) say how many
+//! ids it stands for. It keeps later ids stable and stops the next start
+//! from counting the same loss again. Readers skip it.
+//!
+//! If the `ack` file is unreadable or corrupt it is treated as "nothing
+//! acknowledged" (redeliver, never lose).
 //!
 //! # Guarantees
 //!
@@ -57,21 +67,29 @@
 //!   only the *newest* segment can have a torn tail; damage found in an older
 //!   segment means media corruption and is reported separately.
 //! * **Recovery**: [`Wal::open`] scans every record of every segment and
-//!   verifies its CRC. At the first torn (short header / length past the end
-//!   of file) or corrupt (CRC mismatch, bad segment header) record, the
-//!   segment is truncated there, the event is logged with `tracing::warn!` and
-//!   returned in [`Recovery`]; every record before it is kept. Truncation
-//!   makes later appends start on a clean record boundary. Records *after*
-//!   the damage in the same segment are discarded (there is no resync scan);
-//!   later segments are kept.
+//!   verifies its CRC. At a damaged frame it skips exactly that record if
+//!   its length field leads to a valid frame, else resynchronises on the
+//!   next frame that is valid, has a plausible time and is followed by a
+//!   valid frame or the end ([`resync_at`]); the records after the damage
+//!   are kept. The ids a damaged region held are known exactly in a sealed
+//!   segment (the next segment's name bounds them); in the newest one an
+//!   unknown region gets as many ids as it could hold, so a mistake
+//!   redelivers rather than skips. Damage at the end of the newest segment
+//!   (a torn append) is truncated; elsewhere it is overwritten by a
+//!   tombstone. Ids missing between segments, or between the ack position
+//!   and the first segment, are a deleted segment. Every undelivered loss is
+//!   returned in [`Recovery::lost`] by reason (the caller counts and logs
+//!   it). A segment of a newer format, or segments whose ids overlap, make
+//!   `open` fail (the caller disables that destination).
 //! * **Failed writes**: if a write fails half-way (e.g. ENOSPC) the segment is
 //!   truncated back to the last good record, so garbage never sits between
 //!   good records. If that truncation or an fsync fails, the `Wal` is
 //!   *poisoned*: appends return [`WalError::Poisoned`] until it is reopened
 //!   (after a failed fsync the kernel may have dropped dirty pages, so only a
 //!   rescan knows what is on disk). Peek/ack keep working so delivery drains.
-//! * **Delivery is at-least-once**: [`Wal::ack`] persists the position durably
-//!   before returning and before deleting segments. After a crash, records
+//! * **Delivery is at-least-once**: [`Wal::persist_ack`] writes the position
+//!   (process-crash safe), [`Wal::sync_ack`] makes it durable; it is durable
+//!   before any segment is deleted. After a crash, records
 //!   after the last persisted ack are delivered again — including records that
 //!   were delivered upstream but whose ack had not been persisted yet, and a
 //!   record whose `append` returned an error after the write (fsync failure).
@@ -93,7 +111,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -107,8 +125,13 @@ const REC_HEADER_LEN: u64 = 16;
 const SEG_SUFFIX: &str = ".wal";
 const ACK_FILE: &str = "ack";
 const ACK_TMP: &str = "ack.tmp";
-const ACK_MAGIC: [u8; 8] = *b"CPWALACK";
-const ACK_LEN: usize = 20;
+const ACK_MAGIC: [u8; 8] = *b"CPWALAK2";
+const ACK_SLOT_LEN: usize = 32;
+const ACK_FILE_LEN: usize = 2 * ACK_SLOT_LEN;
+/// The time field of a tombstone frame: not a record but a note left by
+/// recovery that a run of ids (its payload's first 8 bytes, u64 LE; one
+/// if shorter) was lost, so ids after it keep their numbers.
+const TOMBSTONE_MS: u64 = u64::MAX;
 
 /// Identifier of a record: a per-directory sequence number, strictly increasing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -155,16 +178,55 @@ impl Default for WalConfig {
     }
 }
 
-/// Where recovery found damaged data and cut it off.
+/// Damaged bytes recovery found in a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorruptTail {
     pub segment: PathBuf,
-    /// Byte offset in the segment file where the damaged record starts; the
-    /// file was truncated to this length.
+    /// Byte offset in the segment file where the damage starts.
     pub offset: u64,
     pub reason: String,
-    /// Bytes removed by the truncation.
+    /// Bytes of the damaged region (cut off when it ends the newest
+    /// segment, overwritten by a tombstone elsewhere).
     pub discarded_bytes: u64,
+}
+
+/// Why undelivered records were lost (the `reason` label of
+/// `chainpulse_forward_queue_lost_records_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// A record (or a run of them) whose bytes fail their CRC.
+    DamagedRecord,
+    /// The newest segment ends in a partial record: an append cut short by
+    /// a crash or power loss (with `fsync = "always"` never acknowledged).
+    TornTail,
+    /// Ids with no segment: a segment file deleted by someone else.
+    MissingSegment,
+}
+
+impl LossReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::DamagedRecord => "damaged_record",
+            LossReason::TornTail => "torn_tail",
+            LossReason::MissingSegment => "missing_segment",
+        }
+    }
+}
+
+/// Undelivered records recovery found gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    pub reason: LossReason,
+    pub segment: PathBuf,
+    pub offset: u64,
+    /// First and last id of the lost run (as numbered after recovery).
+    pub ids: (u64, u64),
+    /// How many undelivered records; `None` when it cannot be known (a
+    /// torn tail, or damage of unknown extent in the newest segment, which
+    /// no later segment bounds).
+    pub records: Option<u64>,
+    /// Damaged bytes (0 for a missing segment).
+    pub bytes: u64,
 }
 
 /// What [`Wal::open`] found.
@@ -176,11 +238,15 @@ pub struct Recovery {
     pub bytes: u64,
     /// Records still to be delivered after recovery.
     pub unacked_records: u64,
-    /// Torn/corrupt tail of the newest segment (expected after a crash).
+    /// Torn/corrupt tail of the newest segment, cut off (expected after a
+    /// crash).
     pub corrupt_tail: Option<CorruptTail>,
-    /// Damage found in older, sealed segments (not expected from a crash:
-    /// suggests media corruption). Each was truncated at the damage.
-    pub sealed_corruption: Vec<CorruptTail>,
+    /// Every other damaged region (not expected from a crash: media
+    /// corruption or tampering); skipped, the records after it kept.
+    pub damaged: Vec<CorruptTail>,
+    /// Undelivered records lost, by reason (already-acknowledged ids that
+    /// were damaged or missing are not counted).
+    pub lost: Vec<Loss>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,26 +375,228 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
+/// One record's place in its segment file.
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    id: u64,
+    /// File offset of its frame header.
+    off: u64,
+    /// Payload length.
+    len: u64,
+}
+
+impl Rec {
+    fn end(&self) -> u64 {
+        self.off + REC_HEADER_LEN + self.len
+    }
+}
+
 struct Segment {
     first_id: u64,
     path: PathBuf,
     file: File,
-    /// File offset of each record's header.
-    offsets: Vec<u64>,
+    /// Every intact record, in file (and id) order. Ids are explicit because
+    /// a skipped damaged region or a tombstone leaves a gap.
+    recs: Vec<Rec>,
     /// Length of the valid prefix of the file (== file length).
     len: u64,
+    /// The id after the last record or tombstone: the next segment's first
+    /// id when sealed, the next append's id when active.
+    end: u64,
+}
+
+/// What one segment's scan found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Rec {
+        off: u64,
+        len: u64,
+    },
+    /// A tombstone left by an earlier recovery: `count` ids skipped.
+    /// `damaged`: its own bytes fail the CRC (header intact): the ids it
+    /// stood for were counted when it was written, so not again; it is
+    /// rewritten.
+    Tomb {
+        count: u64,
+        damaged: Option<(u64, u64, String)>,
+    },
+    /// Damaged bytes `[off, off + bytes)`; `exact`: exactly one record
+    /// (its length field was intact and led to a valid frame or the end).
+    Hole {
+        off: u64,
+        bytes: u64,
+        exact: bool,
+        reason: String,
+    },
+}
+
+/// The frame at `pos` of a segment image, if its header fits, its length
+/// fits and its CRC holds.
+fn frame_at(data: &[u8], pos: usize) -> Result<Frame, String> {
+    let remaining = data.len().saturating_sub(pos);
+    let Some(h) = data
+        .get(pos..pos + REC_HEADER_LEN as usize)
+        .and_then(|h| <&[u8; REC_HEADER_LEN as usize]>::try_from(h).ok())
+    else {
+        return Err(format!("torn record header ({remaining} bytes)"));
+    };
+    let frame = Frame::decode(h);
+    let body = remaining as u64 - REC_HEADER_LEN;
+    if frame.len > body {
+        return Err(format!(
+            "torn record: length {} but only {body} bytes follow",
+            frame.len
+        ));
+    }
+    let start = pos + REC_HEADER_LEN as usize;
+    if let Some(actual) = frame.mismatch(&data[start..start + frame.len as usize]) {
+        return Err(format!(
+            "crc mismatch: stored {:#010x}, computed {actual:#010x}",
+            frame.crc
+        ));
+    }
+    Ok(frame)
+}
+
+/// Earliest record time a resynchronisation accepts (2017-07-14): frames
+/// found by scanning must carry a plausible time, not just a valid CRC.
+const MIN_PLAUSIBLE_MS: u64 = 1_500_000_000_000;
+/// How far in the future a resynchronised frame's time may be.
+const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
+/// A frame found by resynchronisation: valid, with a plausible time, and
+/// followed by another valid frame or by the end of the file. Random bytes
+/// pass with probability about 2^-32 × 2^-26 × 2^-32 per position (CRC-32,
+/// timestamp window, then a second CRC-32 unless it ends the file). A
+/// frame embedded in a record's payload passes too: see the README.
+fn resync_at(data: &[u8], pos: usize, now: u64) -> bool {
+    let Some(h) = data
+        .get(pos..pos + REC_HEADER_LEN as usize)
+        .and_then(|h| <&[u8; REC_HEADER_LEN as usize]>::try_from(h).ok())
+    else {
+        return false;
+    };
+    let f = Frame::decode(h);
+    let plausible = f.unix_ms == TOMBSTONE_MS
+        || (MIN_PLAUSIBLE_MS..=now.saturating_add(MAX_CLOCK_AHEAD_MS)).contains(&f.unix_ms);
+    if !plausible || f.len > (data.len() - pos) as u64 - REC_HEADER_LEN {
+        return false;
+    }
+    let Ok(f) = frame_at(data, pos) else {
+        return false;
+    };
+    let next = pos + (REC_HEADER_LEN + f.len) as usize;
+    next == data.len() || frame_at(data, next).is_ok()
+}
+
+/// Scans a segment image (header included) record by record. At a damaged
+/// frame: if its length field leads to a valid frame (or exactly to the
+/// end), one record is skipped; otherwise the scan looks byte by byte for
+/// the next frame [`resync_at`] accepts, and what lies between is a hole of
+/// unknown record count.
+fn scan_image(data: &[u8], now: u64) -> Vec<Item> {
+    let n = data.len();
+    let mut items = Vec::new();
+    let mut pos = SEG_HEADER_LEN as usize;
+    while pos < n {
+        match frame_at(data, pos) {
+            Ok(f) => {
+                if f.unix_ms == TOMBSTONE_MS {
+                    items.push(Item::Tomb {
+                        count: tombstone_count(data, pos, f.len),
+                        damaged: None,
+                    });
+                } else {
+                    items.push(Item::Rec {
+                        off: pos as u64,
+                        len: f.len,
+                    });
+                }
+                pos += (REC_HEADER_LEN + f.len) as usize;
+            }
+            Err(reason) => {
+                if let Some(h) = data.get(pos..pos + 4) {
+                    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                    let next = pos + REC_HEADER_LEN as usize + len;
+                    let tomb = data
+                        .get(pos + 8..pos + 16)
+                        .is_some_and(|t| t == TOMBSTONE_MS.to_le_bytes());
+                    if next <= n && (next == n || frame_at(data, next).is_ok()) && tomb {
+                        items.push(Item::Tomb {
+                            count: tombstone_count(data, pos, len as u64),
+                            damaged: Some((pos as u64, (next - pos) as u64, reason)),
+                        });
+                        pos = next;
+                        continue;
+                    }
+                    if next <= n && (next == n || frame_at(data, next).is_ok()) {
+                        items.push(Item::Hole {
+                            off: pos as u64,
+                            bytes: (next - pos) as u64,
+                            exact: true,
+                            reason,
+                        });
+                        pos = next;
+                        continue;
+                    }
+                }
+                let found = (pos + 1..n).find(|&q| resync_at(data, q, now));
+                let to = found.unwrap_or(n);
+                items.push(Item::Hole {
+                    off: pos as u64,
+                    bytes: (to - pos) as u64,
+                    exact: false,
+                    reason,
+                });
+                pos = to;
+            }
+        }
+    }
+    items
+}
+
+/// The id count a tombstone at `pos` with a payload of `len` bytes holds.
+fn tombstone_count(data: &[u8], pos: usize, len: u64) -> u64 {
+    let at = pos + REC_HEADER_LEN as usize;
+    match data.get(at..at + 8) {
+        Some(c) if len >= 8 => {
+            u64::from_le_bytes(c.try_into().unwrap_or([1, 0, 0, 0, 0, 0, 0, 0])).max(1)
+        }
+        _ => 1,
+    }
+}
+
+/// A tombstone frame of exactly `bytes` bytes (>= 16) saying `count` ids
+/// are skipped; `None` if the count cannot be written in that space.
+fn tombstone(bytes: u64, count: u64) -> Option<Vec<u8>> {
+    let len = bytes.checked_sub(REC_HEADER_LEN)?;
+    let mut payload = vec![0u8; len as usize];
+    if len >= 8 {
+        payload[..8].copy_from_slice(&count.to_le_bytes());
+    } else if count != 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes as usize);
+    Frame::encode(&mut out, TOMBSTONE_MS, &[&payload]);
+    Some(out)
+}
+
+/// What recovering one segment found (see [`Recovery`]).
+#[derive(Default)]
+struct SegmentReport {
+    tail: Option<CorruptTail>,
+    damaged: Vec<CorruptTail>,
+    lost: Vec<Loss>,
 }
 
 impl Segment {
     fn end_id(&self) -> u64 {
-        self.first_id + self.offsets.len() as u64
+        self.end
     }
 
-    /// `[start, end)` file range of record `idx` (header included).
-    fn span(&self, idx: usize) -> (u64, u64) {
-        let start = self.offsets[idx];
-        let end = self.offsets.get(idx + 1).copied().unwrap_or(self.len);
-        (start, end)
+    /// Index of the first record with id `>= id`.
+    fn index_from(&self, id: u64) -> usize {
+        self.recs.partition_point(|r| r.id < id)
     }
 
     fn create(dir: &Path, first_id: u64) -> Result<Segment, WalError> {
@@ -351,126 +619,270 @@ impl Segment {
             first_id,
             path,
             file,
-            offsets: Vec::new(),
+            recs: Vec::new(),
             len: SEG_HEADER_LEN,
+            end: first_id,
         })
     }
 
-    /// Opens and scans an existing segment, truncating at the first damage.
-    fn recover(path: PathBuf, first_id: u64) -> Result<(Segment, Option<CorruptTail>), WalError> {
+    /// Opens and scans an existing segment and repairs what it finds.
+    /// `next_first` is the next segment's first id (`None` for the newest,
+    /// active segment). Damage in the middle is skipped (records after it
+    /// are kept where their own CRC holds) and overwritten by a tombstone
+    /// saying how many ids it held, so the next start neither counts it
+    /// again nor renumbers what follows; damage at the end of the newest
+    /// segment (a torn append) is truncated. Ids missing between this
+    /// segment and the next (a deleted segment) get a tombstone too.
+    fn recover(
+        path: PathBuf,
+        first_id: u64,
+        next_first: Option<u64>,
+    ) -> Result<(Segment, SegmentReport), WalError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        let file_len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+        let mut data = Vec::new();
+        (&file)
+            .read_to_end(&mut data)
+            .map_err(|e| io_err(&path, e))?;
+        let file_len = data.len() as u64;
+        let mut report = SegmentReport::default();
         let mut seg = Segment {
             first_id,
             path,
             file,
-            offsets: Vec::new(),
-            len: SEG_HEADER_LEN,
+            recs: Vec::new(),
+            len: file_len,
+            end: first_id,
         };
-
-        let mut damage: Option<(u64, String)> = None;
-        let mut magic = [0u8; 8];
+        let sealed = next_first.is_some();
+        let mut header_damaged = false;
         if file_len < SEG_HEADER_LEN {
-            damage = Some((0, format!("torn segment header ({file_len} bytes)")));
-        } else {
+            header_damaged = true;
+            data = SEG_MAGIC.to_vec();
             seg.file
-                .read_exact_at(&mut magic, 0)
+                .set_len(0)
+                .and_then(|()| seg.file.write_all_at(&SEG_MAGIC, 0))
                 .map_err(|e| io_err(&seg.path, e))?;
-            if magic != SEG_MAGIC {
-                if magic.starts_with(SEG_MAGIC_FAMILY) {
-                    return Err(WalError::Unsupported {
-                        path: seg.path,
-                        detail: format!(
-                            "segment version {:?}",
-                            String::from_utf8_lossy(&magic[6..])
-                        ),
-                    });
-                }
-                damage = Some((0, "bad segment header magic".to_string()));
+            seg.len = SEG_HEADER_LEN;
+            let t = CorruptTail {
+                segment: seg.path.clone(),
+                offset: 0,
+                reason: format!("torn segment header ({file_len} bytes)"),
+                discarded_bytes: file_len,
+            };
+            if sealed {
+                report.damaged.push(t);
+            } else {
+                report.tail = Some(t);
             }
+        } else if data[..8] != SEG_MAGIC {
+            if data[..6] == *SEG_MAGIC_FAMILY && data[6..8].iter().all(u8::is_ascii_digit) {
+                return Err(WalError::Unsupported {
+                    detail: format!(
+                        "segment version {:?} (this build reads {:?})",
+                        String::from_utf8_lossy(&data[6..8]),
+                        String::from_utf8_lossy(&SEG_MAGIC[6..8]),
+                    ),
+                    path: seg.path,
+                });
+            }
+            // Only the header is damaged: rewrite it, keep every record
+            // whose own CRC holds.
+            header_damaged = true;
+            seg.file
+                .write_all_at(&SEG_MAGIC, 0)
+                .map_err(|e| io_err(&seg.path, e))?;
+            report.damaged.push(CorruptTail {
+                segment: seg.path.clone(),
+                offset: 0,
+                reason: "bad segment header magic (rewritten)".into(),
+                discarded_bytes: 0,
+            });
         }
 
-        if damage.is_none() {
-            damage = seg.scan(file_len)?;
-        }
-
-        let tail = match damage {
-            None => None,
-            Some((offset, reason)) => {
-                let res = if offset == 0 {
-                    seg.file
-                        .set_len(0)
-                        .and_then(|()| seg.file.write_all_at(&SEG_MAGIC, 0))
-                } else {
-                    seg.file.set_len(offset)
-                };
-                res.and_then(|()| seg.file.sync_all())
-                    .map_err(|e| io_err(&seg.path, e))?;
-                seg.len = offset.max(SEG_HEADER_LEN);
-                Some(CorruptTail {
-                    segment: seg.path.clone(),
-                    offset,
-                    reason,
-                    discarded_bytes: file_len - offset,
-                })
-            }
+        let items = scan_image(&data, now_millis());
+        // Ids: one per record, `count` per tombstone, one per exact hole and
+        // at least one per hole of unknown size. A sealed segment ends where
+        // the next begins, which fixes the total: the slack goes to its
+        // first unknown hole (so every record gets the highest id it can
+        // have — a mistake redelivers rather than loses), or, with none, is
+        // a run of missing ids after this segment. The newest segment has
+        // no such bound: an unknown hole in its middle gets as many ids as
+        // it could hold (16 bytes a record).
+        let trailing_hole = !sealed && matches!(items.last(), Some(Item::Hole { .. }));
+        let body_items = if trailing_hole {
+            &items[..items.len() - 1]
+        } else {
+            &items[..]
         };
-        Ok((seg, tail))
-    }
-
-    /// Reads records from the header on; returns the first damage, if any.
-    fn scan(&mut self, file_len: u64) -> Result<Option<(u64, String)>, WalError> {
-        let mut reader = BufReader::with_capacity(256 << 10, &self.file);
-        let mut hdr = [0u8; REC_HEADER_LEN as usize];
-        reader
-            .read_exact(&mut [0u8; SEG_HEADER_LEN as usize])
-            .map_err(|e| io_err(&self.path, e))?;
-        let mut pos = SEG_HEADER_LEN;
-        let mut payload = Vec::new();
-        while pos < file_len {
-            let remaining = file_len - pos;
-            if remaining < REC_HEADER_LEN {
-                return Ok(Some((
-                    pos,
-                    format!("torn record header ({remaining} bytes)"),
+        let mut counts: Vec<u64> = body_items
+            .iter()
+            .map(|it| match it {
+                Item::Rec { .. } => 1,
+                // Its stored count may be the damaged part: bounded by
+                // the next segment like an unknown hole.
+                Item::Tomb {
+                    damaged: Some(_), ..
+                } if sealed => 1,
+                Item::Tomb { count, .. } => *count,
+                Item::Hole { exact: true, .. } => 1,
+                Item::Hole { bytes, .. } if !sealed => (bytes / REC_HEADER_LEN).max(1),
+                Item::Hole { .. } => 1,
+            })
+            .collect();
+        let min_end = first_id.saturating_add(counts.iter().sum::<u64>());
+        let mut missing_after = 0;
+        if let Some(next) = next_first {
+            if min_end > next {
+                return Err(WalError::Inconsistent(format!(
+                    "{} holds ids up to at least {} but the next segment starts at {next}",
+                    seg.path.display(),
+                    min_end - 1
                 )));
             }
-            reader
-                .read_exact(&mut hdr)
-                .map_err(|e| io_err(&self.path, e))?;
-            let frame = Frame::decode(&hdr);
-            let len = frame.len;
-            if len > remaining - REC_HEADER_LEN {
-                return Ok(Some((
-                    pos,
-                    format!(
-                        "torn record: length {len} but only {} bytes follow",
-                        remaining - REC_HEADER_LEN
-                    ),
-                )));
+            let slack = next - min_end;
+            let first_unknown = body_items.iter().position(|it| {
+                matches!(
+                    it,
+                    Item::Hole { exact: false, .. }
+                        | Item::Tomb {
+                            damaged: Some(_),
+                            ..
+                        }
+                )
+            });
+            match first_unknown {
+                Some(i) => counts[i] += slack,
+                None => missing_after = slack,
             }
-            payload.resize(len as usize, 0);
-            reader
-                .read_exact(&mut payload)
-                .map_err(|e| io_err(&self.path, e))?;
-            if let Some(actual) = frame.mismatch(&payload) {
-                return Ok(Some((
-                    pos,
-                    format!(
-                        "crc mismatch: stored {:#010x}, computed {actual:#010x}",
-                        frame.crc
-                    ),
-                )));
-            }
-            self.offsets.push(pos);
-            pos += REC_HEADER_LEN + len;
-            self.len = pos;
         }
-        Ok(None)
+
+        let mut id = first_id;
+        let mut repairs: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (it, count) in body_items.iter().zip(&counts) {
+            match it {
+                Item::Rec { off, len } => seg.recs.push(Rec {
+                    id,
+                    off: *off,
+                    len: *len,
+                }),
+                Item::Tomb {
+                    damaged: Some((off, bytes, reason)),
+                    ..
+                } => {
+                    let count = *count;
+                    report.damaged.push(CorruptTail {
+                        segment: seg.path.clone(),
+                        offset: *off,
+                        reason: format!("damaged tombstone (its ids were counted when it was written): {reason}"),
+                        discarded_bytes: *bytes,
+                    });
+                    if let Some(t) = tombstone(*bytes, count) {
+                        repairs.push((*off, t));
+                    }
+                }
+                Item::Tomb { .. } => {}
+                Item::Hole {
+                    off,
+                    bytes,
+                    exact,
+                    reason,
+                } => {
+                    report.damaged.push(CorruptTail {
+                        segment: seg.path.clone(),
+                        offset: *off,
+                        reason: reason.clone(),
+                        discarded_bytes: *bytes,
+                    });
+                    report.lost.push(Loss {
+                        reason: LossReason::DamagedRecord,
+                        segment: seg.path.clone(),
+                        offset: *off,
+                        ids: (id, id + count - 1),
+                        records: (*exact || sealed).then_some(*count),
+                        bytes: *bytes,
+                    });
+                    let last = std::ptr::eq(it, &body_items[body_items.len() - 1]);
+                    match tombstone(*bytes, *count) {
+                        Some(t) => repairs.push((*off, t)),
+                        // A short damaged end of a sealed segment: cut it
+                        // and put the tombstone there instead.
+                        None if last => {
+                            seg.file.set_len(*off).map_err(|e| io_err(&seg.path, e))?;
+                            seg.len = *off;
+                            if let Some(t) = tombstone(REC_HEADER_LEN + 8, *count) {
+                                repairs.push((*off, t));
+                            }
+                        }
+                        None => tracing::warn!(segment = %seg.path.display(), offset = off,
+                            "write-ahead log: damaged region too small for a tombstone; it will be reported again on the next start"),
+                    }
+                }
+            }
+            id += count;
+        }
+        if missing_after > 0 {
+            report.lost.push(Loss {
+                reason: if header_damaged && seg.recs.is_empty() {
+                    LossReason::DamagedRecord
+                } else {
+                    LossReason::MissingSegment
+                },
+                segment: seg.path.clone(),
+                offset: seg.len,
+                ids: (id, id + missing_after - 1),
+                records: Some(missing_after),
+                bytes: 0,
+            });
+            let mut t = Vec::new();
+            Frame::encode(&mut t, TOMBSTONE_MS, &[&missing_after.to_le_bytes()]);
+            repairs.push((seg.len, t));
+            id += missing_after;
+        }
+        if trailing_hole {
+            if let Some(Item::Hole {
+                off,
+                bytes,
+                exact,
+                reason,
+            }) = items.last()
+            {
+                seg.file.set_len(*off).map_err(|e| io_err(&seg.path, e))?;
+                seg.len = *off;
+                report.lost.push(Loss {
+                    reason: if *exact {
+                        LossReason::DamagedRecord
+                    } else {
+                        LossReason::TornTail
+                    },
+                    segment: seg.path.clone(),
+                    offset: *off,
+                    ids: (id, id),
+                    records: exact.then_some(1),
+                    bytes: *bytes,
+                });
+                report.tail = Some(CorruptTail {
+                    segment: seg.path.clone(),
+                    offset: *off,
+                    reason: reason.clone(),
+                    discarded_bytes: *bytes,
+                });
+            }
+        }
+        for (off, bytes) in &repairs {
+            seg.file
+                .write_all_at(bytes, *off)
+                .map_err(|e| io_err(&seg.path, e))?;
+            seg.len = seg.len.max(off + bytes.len() as u64);
+        }
+        if header_damaged || trailing_hole || !repairs.is_empty() {
+            seg.file.sync_all().map_err(|e| io_err(&seg.path, e))?;
+        }
+        seg.end = id;
+        Ok((seg, report))
     }
 }
 
@@ -485,6 +897,9 @@ pub struct Wal {
     ack_next: u64,
     /// What the `ack` file says (`<= ack_next`; see [`Wal::ack_volatile`]).
     ack_persisted: u64,
+    /// What the `ack` file says *on stable storage*.
+    ack_durable: u64,
+    ack: AckFile,
     used_bytes: u64,
     unsynced: u64,
     oldest_ts: Option<u64>,
@@ -529,7 +944,8 @@ impl Wal {
             }
             _ => {}
         }
-        let ack_next = read_ack(&dir)?;
+        let acked = read_ack(&dir)?;
+        let mut ack_next = acked.next;
 
         let mut found = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
@@ -542,42 +958,55 @@ impl Wal {
 
         let mut recovery = Recovery::default();
         let mut segments: VecDeque<Segment> = VecDeque::new();
-        let n = found.len();
+        let firsts: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
         for (i, (first_id, path)) in found.into_iter().enumerate() {
-            let (seg, tail) = Segment::recover(path, first_id)?;
-            if let Some(prev) = segments.back() {
-                if prev.end_id() > first_id {
-                    return Err(WalError::Inconsistent(format!(
-                        "{} holds records up to id {} but {} starts at {first_id}",
-                        prev.path.display(),
-                        prev.end_id() - 1,
-                        seg.path.display()
-                    )));
-                }
+            let (seg, report) = Segment::recover(path, first_id, firsts.get(i + 1).copied())?;
+            recovery.records += seg.recs.len() as u64;
+            recovery.bytes += seg.recs.iter().map(|r| r.len).sum::<u64>();
+            if let Some(t) = report.tail {
+                recovery.corrupt_tail = Some(t);
             }
-            recovery.records += seg.offsets.len() as u64;
-            recovery.bytes += seg.len - SEG_HEADER_LEN - REC_HEADER_LEN * seg.offsets.len() as u64;
-            if let Some(t) = tail {
-                tracing::warn!(
-                    segment = %t.segment.display(),
-                    offset = t.offset,
-                    discarded_bytes = t.discarded_bytes,
-                    reason = %t.reason,
-                    sealed = i + 1 < n,
-                    "write-ahead log: damaged tail truncated; earlier records kept"
-                );
-                if i + 1 < n {
-                    recovery.sealed_corruption.push(t);
-                } else {
-                    recovery.corrupt_tail = Some(t);
-                }
-            }
+            recovery.damaged.extend(report.damaged);
+            recovery.lost.extend(report.lost);
             segments.push_back(seg);
         }
 
+        // Ids below the first segment and at or above the ack position were
+        // never delivered: the ack position is made durable before any
+        // segment is deleted, so a gap there is a segment deleted by
+        // someone else. (An ack file of the old format, or none at all,
+        // cannot tell: its writer deleted segments first.)
+        if let Some(first) = segments.front() {
+            if first.first_id > ack_next {
+                if acked.trusted {
+                    recovery.lost.push(Loss {
+                        reason: LossReason::MissingSegment,
+                        segment: first.path.clone(),
+                        offset: 0,
+                        ids: (ack_next, first.first_id - 1),
+                        records: Some(first.first_id - ack_next),
+                        bytes: 0,
+                    });
+                } else if ack_next > 0 || first.first_id > 0 {
+                    tracing::warn!(dir = %dir.display(), ack = ack_next, first_segment = first.first_id,
+                        "write-ahead log: no ack file of this format; ids below the first segment are taken as delivered");
+                }
+                ack_next = first.first_id;
+            }
+        }
+        // What was already delivered is no loss.
+        for l in &mut recovery.lost {
+            if l.ids.1 < ack_next && l.ids.0 <= l.ids.1 {
+                l.records = Some(0);
+            } else if l.ids.0 < ack_next {
+                l.records = l.records.map(|r| r.saturating_sub(ack_next - l.ids.0));
+            }
+        }
+        recovery.lost.retain(|l| l.records != Some(0));
         let next_id = segments
             .back()
             .map_or(ack_next, |s| s.end_id().max(ack_next));
+        let ack = AckFile::create(&dir, ack_next)?;
         let mut wal = Wal {
             dir,
             cfg,
@@ -585,6 +1014,8 @@ impl Wal {
             next_id,
             ack_next,
             ack_persisted: ack_next,
+            ack_durable: ack_next,
+            ack,
             used_bytes: 0,
             unsynced: 0,
             oldest_ts: None,
@@ -648,7 +1079,7 @@ impl Wal {
         };
         if needed(self, rotate) > self.cfg.max_bytes {
             let active = self.active();
-            if !active.offsets.is_empty() && active.end_id() <= self.ack_next {
+            if !active.recs.is_empty() && active.end_id() <= self.ack_next {
                 // Everything is delivered; rotating frees the active segment.
                 self.rotate()?;
                 rotate = false;
@@ -678,8 +1109,13 @@ impl Wal {
             }
             return Err(io_err(&seg.path, e));
         }
-        seg.offsets.push(start);
+        seg.recs.push(Rec {
+            id: self.next_id,
+            off: start,
+            len: payload_len as u64,
+        });
         seg.len += rec_len;
+        seg.end = self.next_id + 1;
         self.used_bytes += rec_len;
         let id = self.next_id;
         self.next_id += 1;
@@ -707,7 +1143,7 @@ impl Wal {
             return true;
         }
         let active = self.active();
-        if !active.offsets.is_empty() && active.end_id() <= self.ack_next {
+        if !active.recs.is_empty() && active.end_id() <= self.ack_next {
             let after = self.used_bytes.saturating_sub(active.len) + SEG_HEADER_LEN;
             return after + rec_len <= self.cfg.max_bytes;
         }
@@ -772,9 +1208,8 @@ impl Wal {
         while !done && si < self.segments.len() && out.len() < max_records {
             let seg = &self.segments[si];
             let mut rj = ri;
-            while rj < seg.offsets.len() && out.len() + (rj - ri) < max_records {
-                let (s, e) = seg.span(rj);
-                let plen = e - s - REC_HEADER_LEN;
+            while rj < seg.recs.len() && out.len() + (rj - ri) < max_records {
+                let plen = seg.recs[rj].len;
                 if total + plen > max_bytes as u64 && !(out.is_empty() && rj == ri) {
                     done = true;
                     break;
@@ -783,34 +1218,33 @@ impl Wal {
                 rj += 1;
             }
             if rj > ri {
-                let start = seg.offsets[ri];
-                let end = seg.span(rj - 1).1;
+                let start = seg.recs[ri].off;
+                let end = seg.recs[rj - 1].end();
                 let mut buf = BytesMut::zeroed((end - start) as usize);
                 seg.file
                     .read_exact_at(&mut buf, start)
                     .map_err(|e| io_err(&seg.path, e))?;
                 let buf = buf.freeze();
-                for k in ri..rj {
-                    let (s, e) = seg.span(k);
-                    let off = (s - start) as usize;
+                for r in &seg.recs[ri..rj] {
+                    let off = (r.off - start) as usize;
                     let mut hdr = [0u8; REC_HEADER_LEN as usize];
                     hdr.copy_from_slice(&buf[off..off + REC_HEADER_LEN as usize]);
                     let frame = Frame::decode(&hdr);
-                    let len = frame.len;
-                    let id = RecordId(seg.first_id + k as u64);
+                    let id = RecordId(r.id);
                     let corrupt = |reason: String| WalError::CorruptRecord {
                         id,
                         path: seg.path.clone(),
-                        offset: s,
+                        offset: r.off,
                         reason,
                     };
-                    if len != e - s - REC_HEADER_LEN {
+                    if frame.len != r.len {
                         return Err(corrupt(format!(
-                            "length field {len} != indexed {}",
-                            e - s - REC_HEADER_LEN
+                            "length field {} != indexed {}",
+                            frame.len, r.len
                         )));
                     }
-                    let payload = buf.slice(off + REC_HEADER_LEN as usize..(e - start) as usize);
+                    let payload =
+                        buf.slice(off + REC_HEADER_LEN as usize..(r.end() - start) as usize);
                     if frame.mismatch(&payload).is_some() {
                         return Err(corrupt("crc mismatch on read".into()));
                     }
@@ -861,10 +1295,25 @@ impl Wal {
     }
 
     /// Writes the acknowledgement position if [`Wal::ack_volatile`] moved it.
+    /// One positioned write into the `ack` file, no fsync: cheap enough
+    /// for every delivered batch, and it survives the process's death (the
+    /// page cache does). [`Wal::sync_ack`] makes it durable.
     pub fn persist_ack(&mut self) -> Result<(), WalError> {
         if self.ack_persisted < self.ack_next {
-            write_ack(&self.dir, self.ack_next)?;
+            self.ack.write(self.ack_next)?;
             self.ack_persisted = self.ack_next;
+        }
+        Ok(())
+    }
+
+    /// [`Wal::persist_ack`], then fsync the `ack` file: before a segment is
+    /// deleted (so a gap below the first segment always means a loss), on
+    /// [`Queue::sync`](super::Queue::sync) and on close.
+    pub fn sync_ack(&mut self) -> Result<(), WalError> {
+        self.persist_ack()?;
+        if self.ack_durable < self.ack_persisted {
+            self.ack.sync()?;
+            self.ack_durable = self.ack_persisted;
         }
         Ok(())
     }
@@ -886,7 +1335,7 @@ impl Wal {
     pub fn len_records(&self) -> u64 {
         self.segments
             .iter()
-            .map(|s| s.end_id().saturating_sub(s.first_id.max(self.ack_next)))
+            .map(|s| (s.recs.len() - s.index_from(self.ack_next)) as u64)
             .sum()
     }
 
@@ -914,7 +1363,7 @@ impl Wal {
 
     fn needs_rotation(&self, rec_len: u64) -> bool {
         let a = self.active();
-        !a.offsets.is_empty() && a.len + rec_len > self.cfg.segment_bytes
+        !a.recs.is_empty() && a.len + rec_len > self.cfg.segment_bytes
     }
 
     fn sync_active(&mut self) -> Result<(), WalError> {
@@ -941,6 +1390,10 @@ impl Wal {
     /// Deletes sealed segments whose records are all acknowledged.
     fn reclaim(&mut self) {
         while self.segments.len() > 1 && self.segments[0].end_id() <= self.ack_next {
+            if let Err(e) = self.sync_ack() {
+                tracing::warn!(error = %e, "write-ahead log: cannot make the ack position durable; acknowledged segments stay until it works");
+                return;
+            }
             let path = &self.segments[0].path;
             match fs::remove_file(path) {
                 Ok(()) => {}
@@ -960,8 +1413,8 @@ impl Wal {
         self.segments
             .iter()
             .enumerate()
-            .find(|(_, s)| s.end_id() > id)
-            .map(|(i, s)| (i, id.saturating_sub(s.first_id) as usize))
+            .find(|(_, s)| s.recs.last().is_some_and(|r| r.id >= id))
+            .map(|(i, s)| (i, s.index_from(id)))
     }
 
     fn refresh_oldest_ts(&mut self) {
@@ -971,7 +1424,7 @@ impl Wal {
         };
         let seg = &self.segments[si];
         let mut ts = [0u8; 8];
-        match seg.file.read_exact_at(&mut ts, seg.offsets[ri] + 8) {
+        match seg.file.read_exact_at(&mut ts, seg.recs[ri].off + 8) {
             Ok(()) => self.oldest_ts = Some(u64::from_le_bytes(ts)),
             Err(e) => {
                 tracing::warn!(segment = %seg.path.display(), error = %e, "write-ahead log: cannot read record timestamp")
@@ -985,42 +1438,131 @@ impl Drop for Wal {
         if self.unsynced > 0 && !self.poisoned {
             let _ = self.sync_active();
         }
-        let _ = self.persist_ack();
+        let _ = self.sync_ack();
     }
 }
 
-fn read_ack(dir: &Path) -> Result<u64, WalError> {
+/// What the `ack` file says.
+struct AckState {
+    next: u64,
+    /// Written by this format, whose writer makes the position durable
+    /// before deleting a segment: ids between it and the first segment
+    /// were lost, not delivered.
+    trusted: bool,
+}
+
+fn read_ack(dir: &Path) -> Result<AckState, WalError> {
     let path = dir.join(ACK_FILE);
     let data = match fs::read(&path) {
         Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(AckState {
+                next: 0,
+                trusted: false,
+            })
+        }
         Err(e) => return Err(io_err(&path, e)),
     };
-    let valid = data.len() == ACK_LEN
-        && data[0..8] == ACK_MAGIC
-        && crc32fast::hash(&data[0..16]) == u32::from_le_bytes(data[16..20].try_into().unwrap());
-    if !valid {
-        tracing::warn!(path = %path.display(), "write-ahead log: invalid ack file; redelivering everything on disk");
-        return Ok(0);
+    let slot = |s: &[u8]| -> Option<(u64, u64)> {
+        let body = s.get(..24)?;
+        let crc = u32::from_le_bytes(s.get(24..28)?.try_into().ok()?);
+        (body[..8] == ACK_MAGIC && crc32fast::hash(body) == crc).then(|| {
+            let seq = u64::from_le_bytes(body[8..16].try_into().unwrap_or_default());
+            let next = u64::from_le_bytes(body[16..24].try_into().unwrap_or_default());
+            (seq, next)
+        })
+    };
+    if data.len() == ACK_FILE_LEN {
+        let best = data
+            .chunks_exact(ACK_SLOT_LEN)
+            .filter_map(slot)
+            .max_by_key(|(seq, _)| *seq);
+        if let Some((_, next)) = best {
+            return Ok(AckState {
+                next,
+                trusted: true,
+            });
+        }
     }
-    Ok(u64::from_le_bytes(data[8..16].try_into().unwrap()))
+    if data.len() == 20 && data[0..8] == *b"CPWALACK" {
+        let crc = u32::from_le_bytes(data[16..20].try_into().unwrap_or_default());
+        if crc32fast::hash(&data[0..16]) == crc {
+            return Ok(AckState {
+                next: u64::from_le_bytes(data[8..16].try_into().unwrap_or_default()),
+                trusted: false,
+            });
+        }
+    }
+    tracing::warn!(path = %path.display(), "write-ahead log: invalid ack file; redelivering everything on disk");
+    Ok(AckState {
+        next: 0,
+        trusted: false,
+    })
 }
 
+/// The `ack` file, kept open: two 32-byte slots written in turn with a
+/// positioned write, the newer (higher sequence) valid one wins. A write
+/// that tears (power loss) leaves the other slot: an older position, more
+/// duplicates, never a loss.
+struct AckFile {
+    path: PathBuf,
+    file: File,
+    seq: u64,
+}
+
+impl AckFile {
+    fn slot(seq: u64, next: u64) -> [u8; ACK_SLOT_LEN] {
+        let mut s = [0u8; ACK_SLOT_LEN];
+        s[0..8].copy_from_slice(&ACK_MAGIC);
+        s[8..16].copy_from_slice(&seq.to_le_bytes());
+        s[16..24].copy_from_slice(&next.to_le_bytes());
+        let crc = crc32fast::hash(&s[0..24]);
+        s[24..28].copy_from_slice(&crc.to_le_bytes());
+        s
+    }
+
+    /// Writes a fresh file holding `next` (tmp, fsync, rename, fsync dir).
+    fn create(dir: &Path, next: u64) -> Result<AckFile, WalError> {
+        let mut data = [0u8; ACK_FILE_LEN];
+        data[..ACK_SLOT_LEN].copy_from_slice(&Self::slot(1, next));
+        data[ACK_SLOT_LEN..].copy_from_slice(&Self::slot(0, next));
+        let tmp = dir.join(ACK_TMP);
+        let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        file.write_all_at(&data, 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
+        drop(file);
+        let path = dir.join(ACK_FILE);
+        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        sync_dir(dir)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        Ok(AckFile { path, file, seq: 1 })
+    }
+
+    /// One positioned write, no fsync: survives the process's death (the
+    /// page cache does), not power loss.
+    fn write(&mut self, next: u64) -> Result<(), WalError> {
+        let seq = self.seq + 1;
+        let off = (seq % 2) * ACK_SLOT_LEN as u64;
+        self.file
+            .write_all_at(&Self::slot(seq, next), off)
+            .map_err(|e| io_err(&self.path, e))?;
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), WalError> {
+        self.file.sync_data().map_err(|e| io_err(&self.path, e))
+    }
+}
+
+#[cfg(test)]
 fn write_ack(dir: &Path, next_unacked: u64) -> Result<(), WalError> {
-    let mut data = [0u8; ACK_LEN];
-    data[0..8].copy_from_slice(&ACK_MAGIC);
-    data[8..16].copy_from_slice(&next_unacked.to_le_bytes());
-    let crc = crc32fast::hash(&data[0..16]);
-    data[16..20].copy_from_slice(&crc.to_le_bytes());
-    let tmp = dir.join(ACK_TMP);
-    let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    file.write_all_at(&data, 0)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    drop(file);
-    let path = dir.join(ACK_FILE);
-    fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-    sync_dir(dir)
+    AckFile::create(dir, next_unacked).map(drop)
 }
 
 #[cfg(test)]
@@ -1058,11 +1600,9 @@ mod tests {
         for id in &ids[30..] {
             assert!(got.contains(&id.0), "record {id} lost");
         }
-        assert!(
-            got.len() > 10,
-            "the unpersisted acks are redelivered: {got:?}"
-        );
-        assert!(got.iter().all(|id| *id > ids[5].0), "durable acks hold");
+        // Deleting the acknowledged segments made the position durable
+        // first, so nothing is redelivered here.
+        assert_eq!(got, ids[30..].iter().map(|i| i.0).collect::<Vec<_>>());
         assert_eq!(rec.unacked_records, got.len() as u64);
     }
 
@@ -1322,20 +1862,35 @@ mod tests {
         drop(f);
 
         let (mut wal, rec) = open(tmp.path(), small());
-        let tail = rec.corrupt_tail.expect("corruption reported");
-        assert_eq!(tail.offset, off);
-        assert!(tail.reason.contains("crc"), "{}", tail.reason);
-        assert_eq!(tail.discarded_bytes, full_len - off);
+        assert_eq!(rec.corrupt_tail, None, "not at the end: not a tail");
+        let hole = &rec.damaged[0];
+        assert_eq!(hole.offset, off);
+        assert!(hole.reason.contains("crc"), "{}", hole.reason);
+        assert_eq!(
+            hole.discarded_bytes,
+            REC_HEADER_LEN + payload(7).len() as u64
+        );
+        assert!(full_len > off + hole.discarded_bytes);
+        assert_eq!(rec.lost.len(), 1);
+        assert_eq!((rec.lost[0].ids, rec.lost[0].records), ((7, 7), Some(1)));
+        // The records after the damaged one are recovered, ids unchanged.
         let got = all(&wal);
-        assert_eq!(got.len(), 7);
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5, 6, 8, 9]
+        );
         for (id, p) in &got {
             assert_eq!(p, &payload(*id));
         }
-        assert_eq!(wal.append(b"ok").unwrap(), RecordId(7));
+        assert_eq!(wal.append(b"ok").unwrap(), RecordId(10));
         drop(wal);
         let (wal, rec) = open(tmp.path(), small());
         assert_eq!(rec.corrupt_tail, None);
-        assert_eq!(all(&wal).len(), 8);
+        assert!(
+            rec.damaged.is_empty() && rec.lost.is_empty(),
+            "counted once"
+        );
+        assert_eq!(all(&wal).len(), 10);
     }
 
     #[test]
@@ -1355,18 +1910,22 @@ mod tests {
         assert_eq!(all(&wal).len(), 2);
         drop(wal);
 
-        // Zero-filled / garbage segment header on the newest segment.
+        // Zero-filled / garbage segment header on the newest segment: the
+        // header is rewritten, the records whose CRC holds are kept.
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
         f.write_all_at(&[0; 8], 0).unwrap();
         drop(f);
         let (mut wal, rec) = open(tmp.path(), small());
-        let tail = rec.corrupt_tail.unwrap();
-        assert_eq!(tail.offset, 0);
-        assert!(tail.reason.contains("magic"));
-        assert_eq!(wal.len_records(), 0);
+        assert_eq!(rec.corrupt_tail, None);
+        assert_eq!(rec.damaged[0].offset, 0);
+        assert!(rec.damaged[0].reason.contains("magic"));
+        assert!(rec.lost.is_empty(), "{rec:?}");
+        assert_eq!(wal.len_records(), 2);
         let id = wal.append(b"x").unwrap();
-        assert_eq!(all(&wal), vec![(id.0, b"x".to_vec())]);
+        assert_eq!(all(&wal)[2], (id.0, b"x".to_vec()));
         drop(wal);
+        let (_, rec) = open(tmp.path(), small());
+        assert_eq!(rec.damaged, vec![], "repaired");
 
         // A future format version is refused, not "repaired".
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
@@ -1395,11 +1954,19 @@ mod tests {
         drop(f);
         let (wal, rec) = open(tmp.path(), small());
         assert_eq!(rec.corrupt_tail, None);
-        assert_eq!(rec.sealed_corruption.len(), 1);
+        assert_eq!(rec.damaged.len(), 1);
         let got = all(&wal);
-        let lost = 30 - got.len() as u64;
-        assert!(lost >= 1 && got.iter().all(|(id, p)| p == &payload(*id)));
+        assert_eq!(got.len(), 29, "only the damaged record is lost");
+        assert!(got.iter().all(|(id, p)| p == &payload(*id)));
         assert_eq!(got.last().unwrap().0, 29, "later segments kept");
+        assert_eq!(rec.lost.len(), 1);
+        assert_eq!(rec.lost[0].reason, LossReason::DamagedRecord);
+        assert_eq!((rec.lost[0].ids, rec.lost[0].records), ((0, 0), Some(1)));
+        drop(wal);
+        // Repaired: the next start finds nothing new and keeps the ids.
+        let (wal, rec) = open(tmp.path(), small());
+        assert!(rec.lost.is_empty() && rec.damaged.is_empty(), "{rec:?}");
+        assert_eq!(all(&wal), got);
     }
 
     #[test]
