@@ -587,6 +587,46 @@ fn help_texts() -> HashMap<&'static str, &'static str> {
         FORWARD_FAILED,
         "Spans a destination will never get, by reason (permanent upstream errors, drops).",
     );
+    d(
+        FORWARD_QUEUE_LOST_RECORDS,
+        "Undelivered disk-queue records found lost at start-up, by reason.",
+    );
+    d(
+        FORWARD_QUEUE_LOST_BYTES,
+        "Damaged disk-queue bytes skipped or cut off at start-up, by reason.",
+    );
+    d(
+        FORWARD_DESTINATION_UP,
+        "1 if the destination forwards, 0 if disabled (its disk queue could not be opened).",
+    );
+    d(
+        FORWARD_DESTINATION_DISABLED,
+        "1 for a destination disabled at start-up, by reason.",
+    );
+    d(
+        TLS_RELOADS,
+        "Certificate reloads of the listeners' TLS, by result (ok, error: the old certificate kept).",
+    );
+    d(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed or timed out, by listener.",
+    );
+    d(
+        AUTH_REFUSED,
+        "Requests refused for a missing, malformed or wrong bearer token, by listener and reason.",
+    );
+    d(
+        AUTH_TOKEN_RELOADS,
+        "Re-reads of ${file:...} bearer tokens, by result (ok, error: the old token kept).",
+    );
+    d(
+        CONNECTIONS_HEADER_TIMEOUT,
+        "Connections closed because no first request arrived within server.header_read_timeout_ms.",
+    );
+    d(
+        CONNECTIONS_REFUSED_ANSWERED,
+        "Connections over the cap answered (HTTP/1.1 503, HTTP/2 GOAWAY) before closing.",
+    );
     d(FORWARD_QUEUE_SPANS, "Spans queued per destination.");
     d(
         FORWARD_QUEUE_BYTES,
