@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # chainpulse's test command (the README's): formatting, lints, Rust unit and
-# integration tests, the real-LangChain end-to-end suite, the instrumentation
-# conformance suite (CHAINPULSE_QUICK=1 skips it), and the production kit's
-# checks (rules, dashboards against a real Prometheus, manifests).
+# integration tests, a short run of every fuzz target, the real-LangChain
+# end-to-end suite, the instrumentation conformance suite (CHAINPULSE_QUICK=1
+# skips it), and the production kit's checks (rules, dashboards against a
+# real Prometheus, manifests).
 # Installs what it needs on a fresh Debian machine (needs root for apt-get).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,9 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit + integration)"
 cargo test --locked
+
+step "fuzzing: every target in fuzz/ for ${CHAINPULSE_FUZZ_SECONDS:-20} s (scripts/fuzz.sh)"
+scripts/fuzz.sh "${CHAINPULSE_FUZZ_SECONDS:-20}"
 
 step "built-in prices match the pinned genai-prices release (scripts/gen-prices.py --check)"
 python3 scripts/gen-prices.py --check
