@@ -120,6 +120,21 @@ impl Collector {
         }
     }
 
+    /// `chainpulse_otlp_requests_rejected_total{reason}`, summed over protocols.
+    async fn rejected(&self, reason: &str) -> f64 {
+        let Ok(r) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else {
+            return f64::NAN;
+        };
+        let text = r.text().await.unwrap_or_default();
+        let needle = format!("reason=\"{reason}\"");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("chainpulse_otlp_requests_rejected_total") && l.contains(&needle)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     async fn scrape_len(&self) -> usize {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -539,9 +554,32 @@ async fn peak_rss_under_each_attack() {
                 for h in t {
                     h.abort();
                 }
-                ("256 uploads held 3 s".to_owned(), during.0, during.1)
+                let refused = c.rejected("memory_limit").await;
+                (
+                    format!("256 uploads held 3 s; {refused} requests refused for memory_limit"),
+                    during.0,
+                    during.1,
+                )
             },
         )
+        .await,
+    );
+
+    rows.push(
+        measure("256 trickling uploads (64 KiB each)", |c| async move {
+            let t: Vec<_> = (0..256).map(|_| trickle(c.http, 64 << 10)).collect();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let during = (c.healthz().await, c.normal_export().await);
+            for h in t {
+                h.abort();
+            }
+            let refused = c.rejected("memory_limit").await;
+            (
+                format!("256 uploads held 3 s; {refused} requests refused for memory_limit"),
+                during.0,
+                during.1,
+            )
+        })
         .await,
     );
 
