@@ -21,7 +21,7 @@ fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| !p.file_name().is_some_and(|n| n == ".keep"))
+        .filter(|p| p.file_name().is_none_or(|n| n != ".keep"))
         .map(|p| {
             let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (p, data)

@@ -489,8 +489,8 @@ async fn after(c: &Collector, answer: String) -> (String, bool, u16) {
 #[ignore = "needs target/release/chainpulse; run scripts/hostile-rss.sh"]
 async fn peak_rss_under_each_attack() {
     eprintln!(
-        "{:<48} {:>10} {:>10}  {:<5} {:<4} {}",
-        "attack", "baseline", "peak RSS", "healthz", "export", "the attack's answer"
+        "{:<48} {:>10} {:>10}  {:<5} {:<4} the attack's answer",
+        "attack", "baseline", "peak RSS", "healthz", "export"
     );
     let mut rows = Vec::new();
 
