@@ -2,9 +2,9 @@
 # Installs the system packages the tests use, when they are missing:
 # promtool/prometheus (Debian's `prometheus`), python3-venv, Debian's
 # `chromium` and node/npm (the live page's browser test, tests/page), the
-# openssl CLI (tests/e2e/test_tls_auth.py makes its throwaway CA with it), and
-# the Rust components rustfmt and clippy. Idempotent; a no-op on a prepared
-# machine.
+# openssl CLI (tests/e2e/test_tls_auth.py makes its throwaway CA with it), the
+# Rust components rustfmt and clippy, and cargo-fuzz. Idempotent; a no-op on a
+# prepared machine.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -28,5 +28,18 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
+# cargo-fuzz for scripts/fuzz.sh (built from crates.io with the stable
+# toolchain; its libFuzzer is compiled by libfuzzer-sys, which needs a C++
+# compiler: Debian's g++).
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  if ! command -v c++ >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || { echo "missing g++: apt-get install g++ or run as root" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends g++ >/dev/null
+  fi
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
 echo "promtool: $(promtool --version 2>&1 | head -n 1)"
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+echo "cargo-fuzz: $(cargo fuzz --version 2>&1 | head -n 1)"

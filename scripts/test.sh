@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # chainpulse's test command (the README's): formatting, lints, Rust unit and
-# integration tests, the real-LangChain end-to-end suite, the instrumentation
-# conformance suite (CHAINPULSE_QUICK=1 skips it), the live page in headless
-# Chromium, the production kit's checks (rules, dashboards against a real
-# Prometheus, manifests), and the two-replica fleet report against a real
-# Prometheus.
+# integration tests, a short run of every fuzz target, the real-LangChain
+# end-to-end suite, the instrumentation conformance suite (CHAINPULSE_QUICK=1
+# skips it), the live page in headless Chromium, the production kit's checks
+# (rules, dashboards against a real Prometheus, manifests), and the
+# two-replica fleet report against a real Prometheus.
 # Installs what it needs on a fresh Debian machine (needs root for apt-get).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +23,16 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit + integration)"
 cargo test --locked
+
+# The fuzz targets need their own instrumented build of the whole dependency
+# tree (several minutes on 2 cores): it starts now, at the lowest priority, and
+# overlaps the Python, browser and Prometheus suites below, which mostly wait
+# on I/O; the fuzz runs themselves come last.
+step "fuzz targets: instrumented build started in the background (scripts/fuzz.sh build)"
+mkdir -p target
+FUZZ_BUILD_LOG="$ROOT/target/fuzz-build.log"
+nice -n 19 scripts/fuzz.sh build >"$FUZZ_BUILD_LOG" 2>&1 &
+FUZZ_BUILD_PID=$!
 
 step "built-in prices match the pinned genai-prices release (scripts/gen-prices.py --check)"
 python3 scripts/gen-prices.py --check
@@ -53,7 +63,16 @@ bash tests/deploy/live.sh
 
 step "fleet report: two sidecars, a real Prometheus, chainpulse report --prometheus (tests/deploy/fleet)"
 "$ROOT/.venv/bin/python" tests/deploy/fleet/test_fleet.py
+
 step "exemplars and recent requests against a real Prometheus (exemplar storage), official OTel SDK"
 "$ROOT/.venv/bin/python" tests/deploy/exemplars.py
+
+step "fuzzing: every target in fuzz/ for ${CHAINPULSE_FUZZ_SECONDS:-20} s (scripts/fuzz.sh)"
+if ! wait "$FUZZ_BUILD_PID"; then
+  cat "$FUZZ_BUILD_LOG" >&2
+  echo "the fuzz targets do not build" >&2
+  exit 1
+fi
+scripts/fuzz.sh "${CHAINPULSE_FUZZ_SECONDS:-20}"
 
 step "all test suites passed"

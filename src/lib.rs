@@ -25,6 +25,9 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod forward;
+#[cfg(unix)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(test)]
 mod layering;
 pub mod links;

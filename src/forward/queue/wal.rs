@@ -1408,7 +1408,9 @@ impl Wal {
         }
     }
 
-    /// Position of the first record with id `>= id`.
+    /// Position of the first record with id `>= id`. A segment holding no
+    /// record (header only) holds no position, even when its first id is
+    /// above `id` (found by fuzzing: it was indexed at start-up and panicked).
     fn locate(&self, id: u64) -> Option<(usize, usize)> {
         self.segments
             .iter()
