@@ -312,6 +312,32 @@ fn trickle(addr: std::net::SocketAddr, len: usize) -> tokio::task::JoinHandle<()
     })
 }
 
+/// An upload that announces `len` bytes, sends `sent` of them at once, then
+/// a byte every 200 ms.
+fn half_send(addr: std::net::SocketAddr, len: usize, sent: usize) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+            return;
+        };
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n\
+             content-length: {len}\r\n\r\n"
+        );
+        if s.write_all(head.as_bytes()).await.is_err()
+            || s.write_all(&vec![b'\n'; sent]).await.is_err()
+        {
+            return;
+        }
+        loop {
+            if s.write_all(b"\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+}
+
 async fn status_of(url: String) -> u16 {
     reqwest::get(url).await.expect("get").status().as_u16()
 }
@@ -456,16 +482,26 @@ async fn one_memory_budget_for_everything_in_flight() {
     config.limits.max_request_bytes = 512 * 1024;
     config.limits.max_inflight_bytes = 1024 * 1024;
     let server = start(config).await;
-    // Two half-sent 400 KiB uploads hold 800 KiB of the 1 MiB budget.
+    // Two 384 KiB uploads, 300 KiB of each sent, hold 768 KiB of the 1 MiB
+    // budget: their buffers have grown to the announced length (while a
+    // buffer grows, its old and new allocations are both reserved: the
+    // second upload's last growth needs 384 + 256 + 384 KiB, which fits).
     let slow: Vec<_> = (0..2)
-        .map(|_| trickle(server.addrs().http, 400 * 1024))
+        .map(|_| half_send(server.addrs().http, 384 * 1024, 300 * 1024))
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let m = common::scrape(&server).await;
-    assert_eq!(
-        common::value(&m, "chainpulse_inflight_bytes", &[]),
-        800.0 * 1024.0
-    );
+    let mut held = 0.0;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        held = common::value(
+            &common::scrape(&server).await,
+            "chainpulse_inflight_bytes",
+            &[],
+        );
+        if held == 768.0 * 1024.0 {
+            break;
+        }
+    }
+    assert_eq!(held, 768.0 * 1024.0);
     // A third that would not fit is refused before its body is buffered,
     // with the status exporters retry.
     let resp = reqwest::Client::new()
@@ -520,6 +556,60 @@ async fn one_memory_budget_for_everything_in_flight() {
         }
     }
     assert_eq!(used, 0.0);
+}
+
+/// docs/hostile.md's open row: the budget reserved an upload's announced
+/// length before its body arrived, so slow uploads announcing large bodies
+/// and sending a byte now and then held the whole budget and every other
+/// exporter got 503 for as long as they trickled. Now an upload holds at
+/// most twice what it has sent (and a 16 KiB first buffer).
+#[tokio::test]
+async fn uploads_hold_what_they_sent_not_what_they_announce() {
+    let mut config = test_config();
+    config.limits.max_request_bytes = 512 * 1024;
+    config.limits.max_inflight_bytes = 1024 * 1024;
+    let server = start(config).await;
+    // Eight uploads announcing 400 KiB each (3.2 MiB, three times the
+    // budget), each sending a byte every 200 ms.
+    let slow: Vec<_> = (0..8)
+        .map(|_| trickle(server.addrs().http, 400 * 1024))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let m = common::scrape(&server).await;
+    let held = common::value(&m, "chainpulse_inflight_bytes", &[]);
+    assert!(held <= 8.0 * 16.0 * 1024.0, "held {held} bytes");
+    // A normal 300 KiB export still fits, and /readyz stays ready.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.addrs().http))
+        .header("content-type", "application/x-protobuf")
+        .body(fixture("langchain-openinference.pb"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let big = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.addrs().http))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0u8; 300 * 1024])
+        .send()
+        .await
+        .expect("send");
+    assert_ne!(
+        big.status(),
+        503,
+        "refused for memory while the uploads only trickle"
+    );
+    let ready = reqwest::get(format!("http://{}/readyz", server.addrs().metrics))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        rejected(&common::scrape(&server).await, "memory_limit"),
+        0.0
+    );
+    for t in slow {
+        t.abort();
+    }
 }
 
 fn rss_bytes() -> u64 {

@@ -385,7 +385,13 @@ async fn refusals_say_what_is_wrong() {
         serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
     assert_eq!(j["error"], "the bearer token is not valid");
     // Probes and the live page's static shell stay open; its data does not.
-    for open in ["/healthz", "/readyz", "/", "/assets/page.js", "/assets/page.css"] {
+    for open in [
+        "/healthz",
+        "/readyz",
+        "/",
+        "/assets/page.js",
+        "/assets/page.css",
+    ] {
         let r = client
             .get(format!("{metrics}{open}"))
             .send()
@@ -393,7 +399,12 @@ async fn refusals_say_what_is_wrong() {
             .expect("open path");
         assert_eq!(r.status(), 200, "{open}");
     }
-    for closed in ["/metrics", "/api/v1/history", "/api/v1/health", "/index.html"] {
+    for closed in [
+        "/metrics",
+        "/api/v1/history",
+        "/api/v1/health",
+        "/index.html",
+    ] {
         let r = client
             .get(format!("{metrics}{closed}"))
             .send()

@@ -11,9 +11,11 @@
 //!   refused, see [`super::gzip`]), then handed on uncompressed (the
 //!   `grpc-encoding` header removed);
 //! - the message is reserved in the in-flight memory budget
-//!   (`limits.max_inflight_bytes`) from its prefix, before it is buffered,
-//!   and its inflated bytes as they are produced; the reservation is held
-//!   until the call is answered;
+//!   (`limits.max_inflight_bytes`) as its buffer grows, before each growth
+//!   (at most twice what has arrived, never past what its prefix
+//!   announced: a half-sent stream holds what it sent), and its inflated
+//!   bytes as they are produced; the reservation is held until the call is
+//!   answered;
 //! - a stream the client resets or abandons is `client_disconnected`, one
 //!   that takes longer than `server.body_read_timeout_ms` `body_timeout`;
 //! - the service (and its in-flight slot) sees the call only once its
@@ -25,7 +27,7 @@
 use super::budget::Reservation;
 use super::{IngestError, Protocol};
 use crate::pipeline::Pipeline;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
@@ -121,7 +123,7 @@ async fn read_message(
     let limit = pipeline.max_request_bytes();
     let timeout = pipeline.body_read_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut buf = BytesMut::new();
+    let mut buf = Vec::new();
     let mut expected: Option<(bool, usize)> = None;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -137,18 +139,17 @@ async fn read_message(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        // Reserved before it is kept: the whole message once its prefix
-        // has announced its length, the bytes themselves until then.
-        reservation.grow_to(buf.len() + data.len())?;
-        buf.extend_from_slice(&data);
+        // Reserved as it grows, before it is kept: at most twice what has
+        // arrived, never past the length the prefix announced — a
+        // half-sent stream holds what it sent, not what it announced.
+        let ceiling = expected.map_or(limit, |(_, len)| 5 + len);
+        reservation.extend(&mut buf, &data, ceiling)?;
         if expected.is_none() && buf.len() >= 5 {
             let compressed = buf[0] != 0;
             let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
             if len > limit {
                 return Err(IngestError::TooLarge { size: len, limit });
             }
-            reservation.grow_to(5 + len)?;
-            buf.reserve((5 + len).saturating_sub(buf.len()));
             expected = Some((compressed, len));
         }
         if let Some((_, len)) = expected {
@@ -174,8 +175,7 @@ async fn read_message(
             buf.len() - 5
         )));
     }
-    buf.advance(5);
-    let message = buf.freeze();
+    let message = Bytes::from(buf).slice(5..);
     if !compressed {
         return Ok(message);
     }

@@ -26,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use bytes::BytesMut;
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
@@ -103,8 +102,9 @@ async fn export_traces(
     }
 }
 
-/// The body as protobuf bytes: size-limited, reserved in the in-flight
-/// memory budget before it is buffered, read within the body-read timeout,
+/// The body as protobuf bytes: size-limited (an announced length over the
+/// limit is refused before any byte is read), reserved in the in-flight
+/// memory budget as it is buffered, read within the body-read timeout,
 /// decompressed, JSON converted. The reservation is held until the response.
 async fn read_body(
     pipeline: &Pipeline,
@@ -123,11 +123,9 @@ async fn read_body(
         }
     }
     let mut reservation = pipeline.memory().reservation();
-    if let Some(len) = announced {
-        reservation.grow(len)?;
-    }
     let timeout = pipeline.body_read_timeout();
-    let raw = tokio::time::timeout(timeout, collect(body, limit, &mut reservation))
+    let ceiling = announced.unwrap_or(limit);
+    let raw = tokio::time::timeout(timeout, collect(body, limit, ceiling, &mut reservation))
         .await
         .map_err(|_| IngestError::BodyTimeout {
             ms: timeout.as_millis() as u64,
@@ -143,13 +141,16 @@ async fn read_body(
     Ok((body, reservation))
 }
 
-/// Reads the whole body, reserving each chunk before it is kept.
+/// Reads the whole body, reserving its buffer as it grows
+/// ([`Reservation::extend`]: at most twice what has arrived, so a slow
+/// upload holds what it sent, not what it announced).
 async fn collect(
     mut body: Body,
     limit: usize,
+    ceiling: usize,
     reservation: &mut Reservation,
 ) -> Result<Bytes, IngestError> {
-    let mut buf = BytesMut::with_capacity(reservation.held().min(limit));
+    let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
         // A body that cannot be read is a transport failure (the client
         // hung up, or broke the chunked encoding), not bad protobuf.
@@ -164,10 +165,9 @@ async fn collect(
                 limit,
             });
         }
-        reservation.grow_to(len)?;
-        buf.extend_from_slice(&data);
+        reservation.extend(&mut buf, &data, ceiling)?;
     }
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }
 
 fn decompress(
