@@ -389,8 +389,9 @@ def chain_kpis():
                    targets((err_ratio("service, chain", RI), "{{service}}/{{chain}}"),
                            (slo_target("error_rate"), "target {{service}}/{{chain}}")),
                    unit="percentunit", w=8, overrides=[TARGET_LINE]),
-        timeseries("Throughput vs floor",
-                   "Requests/s per chain against the throughput_rps target (dashed).",
+        timeseries("Throughput (floor if configured)",
+                   "Requests/s per chain; dashed: the throughput_rps floor, drawn only where "
+                   "slo.min_throughput_rps sets one (none by default: live traffic has no floor).",
                    targets((f"sum by (service, chain) (rate(chainpulse_requests_total{{{SC}}}[5m]))",
                             "{{service}}/{{chain}}"),
                            (slo_target("throughput_rps"), "target {{service}}/{{chain}}")),
