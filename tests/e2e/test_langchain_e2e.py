@@ -346,7 +346,19 @@ def grpc_chain_to_dict(c: Any) -> dict[str, Any]:
         "kpis": [{"kpi": k.kpi, "value": opt(k, "value"), "target": k.target, "comparison": k.comparison,
                   "status": k.status} for k in c.kpis],
         "targets_met": c.targets_met,
+        "recent": {name: [grpc_recent_to_dict(r) for r in getattr(c.recent, name)]
+                   for name in ("slowest", "costliest", "failed")} if c.HasField("recent") else None,
     }
+
+
+def grpc_recent_to_dict(r: Any) -> dict[str, Any]:
+    """A gRPC RecentRequest in the HTTP JSON's shape."""
+    def opt(name: str) -> Any:
+        return getattr(r, name) if r.HasField(name) else None
+
+    return {"trace_id": r.trace_id, "span_id": r.span_id, "service": r.service, "chain": r.chain,
+            "ended_at_unix_ms": r.ended_at_unix_ms, "duration_seconds": r.duration_seconds,
+            "cost_usd": opt("cost_usd"), "error_type": opt("error_type"), "trace_url": opt("trace_url")}
 
 
 def grpc_top_to_dict(t: Any) -> dict[str, Any]:
