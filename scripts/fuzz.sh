@@ -45,6 +45,16 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(otlp_protobuf otlp_json wal_reader config)
 fi
 sanitizer="${FUZZ_SANITIZER:-none}"
+# FUZZ_PROFILE=dev builds the targets without optimizations: the test command's
+# 20-second smoke runs use it, because cargo-fuzz builds release targets with
+# one codegen unit, and that instrumented build of the whole dependency tree
+# takes most of CI's time budget on 2 cores; an unoptimized target runs
+# fewer executions per second, which a smoke run can afford and a long run
+# (the default, release) cannot.
+profile_flag=()
+if [ "${FUZZ_PROFILE:-release}" = dev ]; then
+  profile_flag=(--dev)
+fi
 # libFuzzer's own limits: an input that takes over 10 s, or a process over
 # 2 GiB, is a bug (a request must not cost that).
 rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}"
@@ -56,7 +66,7 @@ fi
 
 export RUSTC_BOOTSTRAP=1
 build_log="$(mktemp)"
-if ! cargo fuzz build --sanitizer "$sanitizer" >"$build_log" 2>&1; then
+if ! cargo fuzz build "${profile_flag[@]}" --sanitizer "$sanitizer" >"$build_log" 2>&1; then
   cat "$build_log" >&2
   echo "the fuzz targets do not build" >&2
   exit 1
@@ -72,7 +82,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   echo "=== fuzz $t for ${seconds}s"
   log="$(mktemp)"
-  if cargo fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" "seeds/$t" -- \
+  if cargo fuzz run "${profile_flag[@]}" --sanitizer "$sanitizer" "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb="$rss_limit_mb" -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1; then
     grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' "$log" | sed "s/^/$t: /" || true

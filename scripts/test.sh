@@ -25,13 +25,14 @@ step "cargo test (unit + integration)"
 cargo test --locked
 
 # The fuzz targets need their own instrumented build of the whole dependency
-# tree (several minutes on 2 cores): it starts now, at the lowest priority, and
+# tree (several minutes on 2 cores, unoptimized for these smoke runs — see
+# scripts/fuzz.sh): it starts now, at the lowest priority, and
 # overlaps the Python, browser and Prometheus suites below, which mostly wait
 # on I/O; the fuzz runs themselves come last.
 step "fuzz targets: instrumented build started in the background (scripts/fuzz.sh build)"
 mkdir -p target
 FUZZ_BUILD_LOG="$ROOT/target/fuzz-build.log"
-nice -n 19 scripts/fuzz.sh build >"$FUZZ_BUILD_LOG" 2>&1 &
+FUZZ_PROFILE=dev nice -n 19 scripts/fuzz.sh build >"$FUZZ_BUILD_LOG" 2>&1 &
 FUZZ_BUILD_PID=$!
 
 step "built-in prices match the pinned genai-prices release (scripts/gen-prices.py --check)"
@@ -73,6 +74,6 @@ if ! wait "$FUZZ_BUILD_PID"; then
   echo "the fuzz targets do not build" >&2
   exit 1
 fi
-scripts/fuzz.sh "${CHAINPULSE_FUZZ_SECONDS:-20}"
+FUZZ_PROFILE=dev scripts/fuzz.sh "${CHAINPULSE_FUZZ_SECONDS:-20}"
 
 step "all test suites passed"
