@@ -291,25 +291,7 @@ async fn client_hang_up_is_a_transport_error() {
 /// Starts an HTTP/1.1 upload that announces `len` bytes and then trickles
 /// one byte every 200 ms until dropped.
 fn trickle(addr: std::net::SocketAddr, len: usize) -> tokio::task::JoinHandle<()> {
-    use tokio::io::AsyncWriteExt;
-    tokio::spawn(async move {
-        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-            return;
-        };
-        let head = format!(
-            "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n\
-             content-length: {len}\r\n\r\n"
-        );
-        if s.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        loop {
-            if s.write_all(b"\n").await.is_err() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    })
+    half_send(addr, len, 0)
 }
 
 /// An upload that announces `len` bytes, sends `sent` of them at once, then
