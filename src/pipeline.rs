@@ -56,6 +56,9 @@ pub struct Pipeline {
     /// When the next aggregator reader may take the lock.
     next_read: tokio::sync::Mutex<tokio::time::Instant>,
     forwarder: Option<Arc<Forwarder>>,
+    /// The metadata keys normalization keeps: its own and those recording
+    /// reads.
+    metadata_keys: normalize::MetadataKeys,
 }
 
 const REQUEST_REJECT_REASONS: [&str; 16] = [
@@ -157,6 +160,9 @@ impl Pipeline {
             body_read_timeout: std::time::Duration::from_millis(config.server.body_read_timeout_ms),
             next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             forwarder,
+            metadata_keys: normalize::MetadataKeys::used_by(
+                crate::aggregate::recorder::metadata_keys(config),
+            ),
         })
     }
 
@@ -238,7 +244,7 @@ impl Pipeline {
                 .await
                 .map_err(submit_refused)?;
         }
-        let runs = normalize::normalize_request(&request);
+        let runs = normalize::normalize_request_keeping(&request, &self.metadata_keys);
 
         metrics.spans.increment(verdict.total);
         for (reason, n) in &verdict.reasons {
@@ -345,5 +351,71 @@ impl Drop for InflightSlot<'_> {
     fn drop(&mut self) {
         let left = self.pipeline.inflight.fetch_sub(1, Ordering::AcqRel) - 1;
         self.pipeline.inflight_gauge.set(left as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp_view::{
+        any_value::Value, AnyValue, KeyValue, ResourceSpans, ScopeSpans, Span,
+    };
+
+    /// Every metadata key a later stage reads from the configuration
+    /// survives normalization's filter; keys nobody reads do not.
+    #[test]
+    fn configured_metadata_keys_are_kept() {
+        let mut config = Config::default();
+        config.pricing.batch_metadata_key = "is_batch".into();
+        config.cache.hit_keys = vec!["from_cache".into()];
+        config.labels.metadata = vec!["team".into()];
+        let pipeline = Pipeline::new(&config, Arc::new(Registry::new()), None).expect("pipeline");
+        let json = r#"{"is_batch": "true", "from_cache": true, "team": "search",
+            "thread_id": "t-1", "langgraph_node": "agent", "ls_provider": "openai",
+            "langgraph_step": 3, "checkpoint_ns": "agent:1"}"#;
+        let kv = |k: &str, v: &str| KeyValue {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(Bytes::copy_from_slice(v.as_bytes()))),
+            }),
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: Bytes::from_static(&[1; 16]),
+                        span_id: Bytes::from_static(&[2; 8]),
+                        name: Bytes::from_static(b"agent"),
+                        attributes: vec![
+                            kv("openinference.span.kind", "LLM"),
+                            kv("metadata", json),
+                            kv("langsmith.metadata.revision", "r1"),
+                        ],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let runs = normalize::normalize_request_keeping(&req, &pipeline.metadata_keys);
+        let run = &runs[0];
+        for (key, value) in [
+            ("is_batch", "true"),
+            ("from_cache", "true"),
+            ("team", "search"),
+            ("thread_id", "t-1"),
+            ("langgraph_node", "agent"),
+            ("ls_provider", "openai"),
+        ] {
+            assert_eq!(run.meta(key), Some(value), "{key}");
+        }
+        for skipped in ["langgraph_step", "checkpoint_ns", "revision"] {
+            assert_eq!(run.meta(skipped), None, "{skipped}");
+        }
+        assert_eq!(run.metadata.len(), 6);
+        assert_eq!(run.session_id.as_deref(), Some("t-1"));
+        // The library's default keeps everything.
+        assert_eq!(normalize::normalize_request(&req)[0].metadata.len(), 9);
     }
 }

@@ -80,6 +80,15 @@ pub struct Recorder {
     values: Vec<String>,
 }
 
+/// The metadata keys recording reads (the batch-pricing key, the cache-hit
+/// keys, the promoted labels): normalization keeps these and skips the rest
+/// (`normalize::MetadataKeys`). Keep in step with every `run.meta` below.
+pub fn metadata_keys(config: &Config) -> impl Iterator<Item = &str> {
+    std::iter::once(config.pricing.batch_metadata_key.as_str())
+        .chain(config.cache.hit_keys.iter().map(String::as_str))
+        .chain(config.labels.metadata.iter().map(String::as_str))
+}
+
 impl Recorder {
     pub fn new(registry: Arc<Registry>, config: &Config, prices: PriceTable) -> Self {
         let max_series = config.cardinality.max_series_per_family;

@@ -6,8 +6,9 @@
 //! JSON-encodes every metadata value, strings included.
 
 use super::extract::Extracted;
+use super::metadata::meta_text;
 use super::text::Text;
-use super::value::{as_bool, as_f64, as_nonempty_text, as_str, as_text, raw_bytes, to_value_text};
+use super::value::{as_bool, as_f64, as_nonempty_text, as_str, as_text, raw_bytes};
 use crate::otlp_view::{any_value::Value, AnyValue, Event};
 use bytes::Bytes;
 
@@ -84,94 +85,6 @@ fn traceloop_tags(owner: &Bytes) -> Vec<Text> {
     serde_json::from_slice::<Owned>(owner)
         .map(|e| e.tags.into_iter().map(Text::from).collect())
         .unwrap_or_default()
-}
-
-pub fn metadata(x: &Extracted<'_>) -> Vec<(Text, Text)> {
-    let mut out: Vec<(Text, Text)> = Vec::with_capacity(x.prefixed_metadata.len() + 4);
-    if let Some(Value::StringValue(owner)) = x.oi_metadata.and_then(|v| v.value.as_ref()) {
-        json_object_into(owner, &mut out);
-    }
-    for &(key, kv_key, value, json_encoded) in &x.prefixed_metadata {
-        let key = Text::slice_of(kv_key, key);
-        let text = if json_encoded {
-            match &value.value {
-                Some(Value::StringValue(owner)) => json_scalar_text(owner, owner),
-                _ => to_value_text(value),
-            }
-        } else {
-            to_value_text(value)
-        };
-        out.push((key, text));
-    }
-    out
-}
-
-/// The members of a JSON object, appended as (key, value text); strings
-/// without escapes are slices of `owner`.
-fn json_object_into(owner: &Bytes, out: &mut Vec<(Text, Text)>) {
-    use serde_json::value::RawValue;
-    match serde_json::from_slice::<std::collections::BTreeMap<&str, &RawValue>>(owner) {
-        Ok(map) => {
-            for (k, v) in map {
-                let raw = Text::slice_of(owner, v.get());
-                out.push((
-                    Text::slice_of(owner, k),
-                    json_scalar_text(raw.as_bytes(), owner),
-                ));
-            }
-        }
-        // Keys with escapes cannot be borrowed: decode them owned.
-        Err(_) => {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(owner) {
-                for (k, v) in map {
-                    let text = match v {
-                        serde_json::Value::String(s) => Text::from(s),
-                        other => Text::from(other.to_string()),
-                    };
-                    out.push((Text::from(k), text));
-                }
-            }
-        }
-    }
-}
-
-/// A JSON value's text: a string literal's content (a slice of `owner` when
-/// it has no escapes), anything else its JSON text.
-fn json_scalar_text(raw: &[u8], owner: &Bytes) -> Text {
-    let trimmed = raw.trim_ascii();
-    if trimmed.len() >= 2 && trimmed[0] == b'"' && trimmed[trimmed.len() - 1] == b'"' {
-        let inner = &trimmed[1..trimmed.len() - 1];
-        if !inner.contains(&b'\\') {
-            if let Ok(s) = std::str::from_utf8(inner) {
-                return Text::slice_of(owner, s);
-            }
-        }
-        if let Ok(s) = serde_json::from_slice::<String>(trimmed) {
-            return Text::from(s);
-        }
-    }
-    match std::str::from_utf8(trimmed) {
-        Ok(s) => Text::slice_of(owner, s),
-        Err(_) => Text::default(),
-    }
-}
-
-/// A metadata value; the first entry of a key wins.
-pub fn meta_value<'m>(metadata: &'m [(Text, Text)], key: &str) -> Option<&'m str> {
-    metadata
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-pub fn meta_text(metadata: &[(Text, Text)], keys: &[&str]) -> Option<Text> {
-    keys.iter().find_map(|key| {
-        metadata
-            .iter()
-            .find(|(k, v)| *k == *key && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    })
 }
 
 /// The conversation: OTel / OpenInference / Langfuse keys, then the
@@ -384,22 +297,6 @@ mod tests {
             "borrowed"
         );
         assert!(traceloop_tags(&Bytes::from_static(b"not json")).is_empty());
-    }
-
-    #[test]
-    fn json_metadata_is_sliced_and_decoded() {
-        let owner = Bytes::from_static(
-            br#"{"user_id": "u-1", "n": 3, "nested": {"a": [1]}, "esc": "a\"b"}"#,
-        );
-        let mut out = Vec::new();
-        json_object_into(&owner, &mut out);
-        assert_eq!(meta_value(&out, "user_id"), Some("u-1"));
-        assert_eq!(meta_value(&out, "n"), Some("3"));
-        assert_eq!(meta_value(&out, "nested"), Some(r#"{"a": [1]}"#));
-        assert_eq!(meta_value(&out, "esc"), Some("a\"b"));
-        // Langfuse v5: a JSON-encoded string value.
-        let encoded = Bytes::from_static(br#""prod""#);
-        assert_eq!(json_scalar_text(&encoded, &encoded), "prod");
     }
 
     #[test]

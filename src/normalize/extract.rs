@@ -132,115 +132,116 @@ impl<'a> Extracted<'a> {
     pub fn from_attributes(attrs: &'a [KeyValue]) -> Self {
         let mut x = Extracted::default();
         for kv in attrs {
-            let (Ok(key), Some(v)) = (simdutf8::basic::from_utf8(&kv.key), kv.value.as_ref())
-            else {
+            // Keys are matched as bytes: no UTF-8 check for the fixed keys
+            // (validation already refused a request with a bad one).
+            let Some(v) = kv.value.as_ref() else {
                 continue;
             };
-            x.take(key, &kv.key, v);
+            x.take(&kv.key, &kv.key, v);
         }
         x
     }
 
-    fn take(&mut self, key: &'a str, key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
+    fn take(&mut self, key: &'a [u8], key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
         let slot = match key {
-            "openinference.span.kind" => &mut self.oi_kind,
-            "traceloop.span.kind" => &mut self.traceloop_kind,
-            "traceloop.entity.name" => &mut self.traceloop_entity_name,
-            "traceloop.workflow.name" => &mut self.traceloop_workflow_name,
-            "langsmith.span.kind" => &mut self.langsmith_kind,
-            "langfuse.observation.type" => &mut self.langfuse_type,
-            "gen_ai.operation.name" => &mut self.genai_operation,
-            "llm.request.type" => &mut self.llm_request_type,
-            "gen_ai.agent.name" => &mut self.genai_agent_name,
-            "gen_ai.tool.name" => &mut self.genai_tool_name,
-            "gen_ai.workflow.name" => &mut self.genai_workflow_name,
-            "ai.operationId" => &mut self.ai_operation_id,
-            "ai.telemetry.functionId" => &mut self.ai_function_id,
-            "ai.toolCall.name" => &mut self.ai_tool_name,
+            b"openinference.span.kind" => &mut self.oi_kind,
+            b"traceloop.span.kind" => &mut self.traceloop_kind,
+            b"traceloop.entity.name" => &mut self.traceloop_entity_name,
+            b"traceloop.workflow.name" => &mut self.traceloop_workflow_name,
+            b"langsmith.span.kind" => &mut self.langsmith_kind,
+            b"langfuse.observation.type" => &mut self.langfuse_type,
+            b"gen_ai.operation.name" => &mut self.genai_operation,
+            b"llm.request.type" => &mut self.llm_request_type,
+            b"gen_ai.agent.name" => &mut self.genai_agent_name,
+            b"gen_ai.tool.name" => &mut self.genai_tool_name,
+            b"gen_ai.workflow.name" => &mut self.genai_workflow_name,
+            b"ai.operationId" => &mut self.ai_operation_id,
+            b"ai.telemetry.functionId" => &mut self.ai_function_id,
+            b"ai.toolCall.name" => &mut self.ai_tool_name,
 
-            "gen_ai.request.model" => &mut self.genai_request_model,
-            "gen_ai.response.model" => &mut self.genai_response_model,
-            "llm.model_name" | "embedding.model_name" => &mut self.oi_model,
-            "llm.request.model_name" => &mut self.oi_request_model,
-            "llm.response.model_name" => &mut self.oi_response_model,
-            "langfuse.observation.model.name" => &mut self.langfuse_model,
-            "gen_ai.provider.name" => &mut self.genai_provider,
-            "gen_ai.system" => &mut self.genai_system,
-            "llm.provider" => &mut self.oi_provider,
-            "llm.system" => &mut self.oi_system,
-            "ai.model.id" => &mut self.ai_model_id,
-            "ai.model.provider" => &mut self.ai_model_provider,
-            "ai.response.model" => &mut self.ai_response_model,
+            b"gen_ai.request.model" => &mut self.genai_request_model,
+            b"gen_ai.response.model" => &mut self.genai_response_model,
+            b"llm.model_name" | b"embedding.model_name" => &mut self.oi_model,
+            b"llm.request.model_name" => &mut self.oi_request_model,
+            b"llm.response.model_name" => &mut self.oi_response_model,
+            b"langfuse.observation.model.name" => &mut self.langfuse_model,
+            b"gen_ai.provider.name" => &mut self.genai_provider,
+            b"gen_ai.system" => &mut self.genai_system,
+            b"llm.provider" => &mut self.oi_provider,
+            b"llm.system" => &mut self.oi_system,
+            b"ai.model.id" => &mut self.ai_model_id,
+            b"ai.model.provider" => &mut self.ai_model_provider,
+            b"ai.response.model" => &mut self.ai_response_model,
 
-            "gen_ai.usage.input_tokens" => &mut self.genai_input_tokens,
-            "gen_ai.usage.output_tokens" => &mut self.genai_output_tokens,
-            "gen_ai.usage.prompt_tokens" => &mut self.genai_prompt_tokens,
-            "gen_ai.usage.completion_tokens" => &mut self.genai_completion_tokens,
-            "gen_ai.usage.cache_read.input_tokens" => &mut self.genai_cache_read,
-            "gen_ai.usage.cache_read_input_tokens" => &mut self.genai_cache_read_legacy,
-            "gen_ai.usage.cache_creation.input_tokens" => &mut self.genai_cache_write,
-            "gen_ai.usage.cache_creation_input_tokens"
-            | "gen_ai.usage.cache_write.input_tokens" => &mut self.genai_cache_write_legacy,
+            b"gen_ai.usage.input_tokens" => &mut self.genai_input_tokens,
+            b"gen_ai.usage.output_tokens" => &mut self.genai_output_tokens,
+            b"gen_ai.usage.prompt_tokens" => &mut self.genai_prompt_tokens,
+            b"gen_ai.usage.completion_tokens" => &mut self.genai_completion_tokens,
+            b"gen_ai.usage.cache_read.input_tokens" => &mut self.genai_cache_read,
+            b"gen_ai.usage.cache_read_input_tokens" => &mut self.genai_cache_read_legacy,
+            b"gen_ai.usage.cache_creation.input_tokens" => &mut self.genai_cache_write,
+            b"gen_ai.usage.cache_creation_input_tokens"
+            | b"gen_ai.usage.cache_write.input_tokens" => &mut self.genai_cache_write_legacy,
             // pydantic-ai writes the provider's own detail keys under
             // `gen_ai.usage.details.*`.
-            "gen_ai.usage.reasoning.output_tokens"
-            | "gen_ai.usage.reasoning_tokens"
-            | "gen_ai.usage.details.reasoning_tokens" => &mut self.genai_reasoning,
-            "gen_ai.usage.input_token_details" => &mut self.langsmith_input_details,
-            "gen_ai.usage.output_token_details" => &mut self.langsmith_output_details,
-            "llm.token_count.prompt" => &mut self.oi_prompt_tokens,
-            "llm.token_count.completion" => &mut self.oi_completion_tokens,
-            "llm.token_count.prompt_details.cache_read" => &mut self.oi_cache_read,
-            "llm.token_count.prompt_details.cache_write" => &mut self.oi_cache_write,
-            "llm.token_count.prompt_details.cache_input" => &mut self.oi_cache_input,
-            "llm.token_count.completion_details.reasoning" => &mut self.oi_reasoning,
-            "langfuse.observation.usage_details" => &mut self.langfuse_usage,
+            b"gen_ai.usage.reasoning.output_tokens"
+            | b"gen_ai.usage.reasoning_tokens"
+            | b"gen_ai.usage.details.reasoning_tokens" => &mut self.genai_reasoning,
+            b"gen_ai.usage.input_token_details" => &mut self.langsmith_input_details,
+            b"gen_ai.usage.output_token_details" => &mut self.langsmith_output_details,
+            b"llm.token_count.prompt" => &mut self.oi_prompt_tokens,
+            b"llm.token_count.completion" => &mut self.oi_completion_tokens,
+            b"llm.token_count.prompt_details.cache_read" => &mut self.oi_cache_read,
+            b"llm.token_count.prompt_details.cache_write" => &mut self.oi_cache_write,
+            b"llm.token_count.prompt_details.cache_input" => &mut self.oi_cache_input,
+            b"llm.token_count.completion_details.reasoning" => &mut self.oi_reasoning,
+            b"langfuse.observation.usage_details" => &mut self.langfuse_usage,
             // AI SDK v5+ names, then v4's.
             // `ai.usage.tokens`: an embedding call's (input) tokens.
-            "ai.usage.inputTokens" | "ai.usage.promptTokens" | "ai.usage.tokens" => {
+            b"ai.usage.inputTokens" | b"ai.usage.promptTokens" | b"ai.usage.tokens" => {
                 &mut self.ai_input_tokens
             }
-            "ai.usage.outputTokens" | "ai.usage.completionTokens" => &mut self.ai_output_tokens,
-            "ai.usage.cachedInputTokens" => &mut self.ai_cached_input_tokens,
-            "ai.usage.reasoningTokens" => &mut self.ai_reasoning_tokens,
+            b"ai.usage.outputTokens" | b"ai.usage.completionTokens" => &mut self.ai_output_tokens,
+            b"ai.usage.cachedInputTokens" => &mut self.ai_cached_input_tokens,
+            b"ai.usage.reasoningTokens" => &mut self.ai_reasoning_tokens,
 
-            "error.type" => &mut self.error_type,
-            "gen_ai.task.status" => &mut self.traceloop_task_status,
-            "langfuse.observation.level" => &mut self.langfuse_level,
-            "langfuse.observation.status_message" => &mut self.langfuse_status_message,
+            b"error.type" => &mut self.error_type,
+            b"gen_ai.task.status" => &mut self.traceloop_task_status,
+            b"langfuse.observation.level" => &mut self.langfuse_level,
+            b"langfuse.observation.status_message" => &mut self.langfuse_status_message,
 
-            "tag.tags" => &mut self.oi_tags,
-            "langsmith.span.tags" => &mut self.langsmith_tags,
-            "langfuse.trace.tags" => &mut self.langfuse_tags,
-            "metadata" => &mut self.oi_metadata,
-            "session.id" => &mut self.session_id,
-            "gen_ai.conversation.id" => &mut self.conversation_id,
-            "user.id" | "enduser.id" => &mut self.user_id,
+            b"tag.tags" => &mut self.oi_tags,
+            b"langsmith.span.tags" => &mut self.langsmith_tags,
+            b"langfuse.trace.tags" => &mut self.langfuse_tags,
+            b"metadata" => &mut self.oi_metadata,
+            b"session.id" => &mut self.session_id,
+            b"gen_ai.conversation.id" => &mut self.conversation_id,
+            b"user.id" | b"enduser.id" => &mut self.user_id,
 
-            "gen_ai.request.stream" => &mut self.genai_stream,
-            "gen_ai.is_streaming" => &mut self.genai_is_streaming,
-            "langsmith.request.streaming" => &mut self.langsmith_streaming,
-            "gen_ai.response.time_to_first_chunk" => &mut self.ttfc,
-            "gen_ai.client.operation.time_to_first_chunk" => &mut self.client_ttfc,
-            "ai.response.msToFirstChunk" => &mut self.ai_ms_to_first_chunk,
-            "gen_ai.server.time_to_first_token" => &mut self.server_ttft,
-            "langfuse.observation.completion_start_time" => &mut self.langfuse_completion_start,
-            "llm.invocation_parameters" | "embedding.invocation_parameters" => {
+            b"gen_ai.request.stream" => &mut self.genai_stream,
+            b"gen_ai.is_streaming" => &mut self.genai_is_streaming,
+            b"langsmith.request.streaming" => &mut self.langsmith_streaming,
+            b"gen_ai.response.time_to_first_chunk" => &mut self.ttfc,
+            b"gen_ai.client.operation.time_to_first_chunk" => &mut self.client_ttfc,
+            b"ai.response.msToFirstChunk" => &mut self.ai_ms_to_first_chunk,
+            b"gen_ai.server.time_to_first_token" => &mut self.server_ttft,
+            b"langfuse.observation.completion_start_time" => &mut self.langfuse_completion_start,
+            b"llm.invocation_parameters" | b"embedding.invocation_parameters" => {
                 &mut self.oi_invocation_params
             }
-            "cache_hit" | "cache.hit" | "llm.cache_hit" | "gen_ai.cache.hit" => &mut self.cache_hit,
+            b"cache_hit" | b"cache.hit" | b"llm.cache_hit" | b"gen_ai.cache.hit" => &mut self.cache_hit,
 
-            "input.value" => &mut self.oi_input,
-            "output.value" => &mut self.oi_output,
-            "traceloop.entity.input" => &mut self.traceloop_input,
-            "traceloop.entity.output" => &mut self.traceloop_output,
-            "gen_ai.input.messages" => &mut self.genai_input_messages,
-            "gen_ai.output.messages" => &mut self.genai_output_messages,
-            "gen_ai.prompt" => &mut self.genai_prompt,
-            "gen_ai.completion" => &mut self.genai_completion,
-            "langfuse.observation.input" => &mut self.langfuse_input,
-            "langfuse.observation.output" => &mut self.langfuse_output,
-            "gen_ai.workflow.input" => &mut self.workflow_input,
+            b"input.value" => &mut self.oi_input,
+            b"output.value" => &mut self.oi_output,
+            b"traceloop.entity.input" => &mut self.traceloop_input,
+            b"traceloop.entity.output" => &mut self.traceloop_output,
+            b"gen_ai.input.messages" => &mut self.genai_input_messages,
+            b"gen_ai.output.messages" => &mut self.genai_output_messages,
+            b"gen_ai.prompt" => &mut self.genai_prompt,
+            b"gen_ai.completion" => &mut self.genai_completion,
+            b"langfuse.observation.input" => &mut self.langfuse_input,
+            b"langfuse.observation.output" => &mut self.langfuse_output,
+            b"gen_ai.workflow.input" => &mut self.workflow_input,
 
             _ => {
                 self.take_prefixed(key, key_bytes, v);
@@ -253,7 +254,7 @@ impl<'a> Extracted<'a> {
 
     /// Keys that are not fixed: metadata under a dialect prefix, and family
     /// evidence for dialect detection.
-    fn take_prefixed(&mut self, key: &'a str, key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
+    fn take_prefixed(&mut self, key: &'a [u8], key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
         // `true` marks values that are JSON-encoded (Langfuse v5 encodes
         // every metadata value, strings included).
         for (prefix, json) in [
@@ -262,8 +263,8 @@ impl<'a> Extracted<'a> {
             (LANGFUSE_OBS_META, true),
             (LANGFUSE_TRACE_META, true),
         ] {
-            if let Some(k) = key.strip_prefix(prefix) {
-                if !k.is_empty() {
+            if let Some(k) = key.strip_prefix(prefix.as_bytes()) {
+                if let Some(k) = crate::otlp::utf8::as_str(k).filter(|k| !k.is_empty()) {
                     self.prefixed_metadata.push((k, key_bytes, v, json));
                 }
                 self.note_family(key);
@@ -273,18 +274,18 @@ impl<'a> Extracted<'a> {
         self.note_family(key);
     }
 
-    fn note_family(&mut self, key: &str) {
-        if key.starts_with("langsmith.") {
+    fn note_family(&mut self, key: &[u8]) {
+        if key.starts_with(b"langsmith.") {
             self.has_langsmith = true;
-        } else if key.starts_with("traceloop.") {
+        } else if key.starts_with(b"traceloop.") {
             self.has_traceloop = true;
-        } else if key.starts_with("langfuse.") {
+        } else if key.starts_with(b"langfuse.") {
             self.has_langfuse = true;
-        } else if key.starts_with("gen_ai.") {
+        } else if key.starts_with(b"gen_ai.") {
             self.has_genai = true;
-        } else if key.starts_with("openlit.") {
+        } else if key.starts_with(b"openlit.") {
             self.has_openlit = true;
-        } else if key.starts_with("ai.") {
+        } else if key.starts_with(b"ai.") {
             self.has_vercel_ai = true;
         }
     }

@@ -54,7 +54,7 @@ pub fn refine(
         return RunKind::Other;
     }
     if kind == RunKind::Agent
-        && super::context::meta_value(metadata, "langgraph_node") == Some(name)
+        && super::metadata::meta_value(metadata, "langgraph_node") == Some(name)
     {
         return RunKind::Chain;
     }
@@ -68,7 +68,7 @@ pub fn refine(
 /// semantic conventions define it: the kind and the model, for spans whose
 /// attributes are missing.
 pub fn from_genai_span_name(name: &Bytes) -> Option<(RunKind, Option<Text>)> {
-    let s = simdutf8::basic::from_utf8(name).ok()?;
+    let s = crate::otlp::utf8::as_str(name)?;
     let (op, model) = s.split_once(' ')?;
     let kind = match op {
         "chat" | "text_completion" | "generate_content" => RunKind::Llm,
@@ -191,7 +191,7 @@ fn run_name(x: &Extracted<'_>, span_name_bytes: &Bytes, dialect: Dialect) -> Tex
     if let Some(n) = x.traceloop_entity_name.and_then(as_nonempty_text) {
         return n;
     }
-    let span_name = simdutf8::basic::from_utf8(span_name_bytes).unwrap_or_default();
+    let span_name = crate::otlp::utf8::as_str(span_name_bytes).unwrap_or_default();
     if let Some(op) = x.ai_operation_id.and_then(as_nonempty_text) {
         // The AI SDK: the app names a top-level call with `functionId`; a tool
         // call by its tool; the provider-call steps by their operation.

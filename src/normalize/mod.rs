@@ -10,12 +10,14 @@ mod context;
 mod errors;
 mod extract;
 mod kind;
+pub mod metadata;
 pub mod run;
 pub mod text;
 mod timefmt;
 mod usage;
 mod value;
 
+pub use metadata::MetadataKeys;
 pub use run::{ChainRun, Dialect, RunKind, RunStatus, SpanId, Tokens, TraceId};
 pub use text::Text;
 
@@ -65,7 +67,7 @@ pub struct ScopeCtx {
 
 impl ScopeCtx {
     pub fn from_name(name: &[u8]) -> Self {
-        let name = simdutf8::basic::from_utf8(name).unwrap_or_default();
+        let name = crate::otlp::utf8::as_str(name).unwrap_or_default();
         let library = name
             .rsplit_once(".instrumentation.")
             .map(|(_, lib)| lib)
@@ -77,8 +79,18 @@ impl ScopeCtx {
     }
 }
 
-/// Normalizes every span of a (validated) request, in order.
+/// Normalizes every span of a (validated) request, in order, keeping every
+/// metadata key.
 pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
+    normalize_request_keeping(req, &MetadataKeys::All)
+}
+
+/// [`normalize_request`] keeping only the metadata keys in `keys` (what the
+/// pipeline does: see [`metadata`]).
+pub fn normalize_request_keeping(
+    req: &ExportTraceServiceRequest,
+    keys: &MetadataKeys,
+) -> Vec<ChainRun> {
     let total: usize = req
         .resource_spans
         .iter()
@@ -99,7 +111,7 @@ pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
                 .map(|s| ScopeCtx::from_name(&s.name))
                 .unwrap_or_default();
             for span in &ss.spans {
-                if let Some(run) = normalize_scoped(span, &ctx, &scope) {
+                if let Some(run) = normalize_scoped(span, &ctx, &scope, keys) {
                     runs.push(run);
                 }
             }
@@ -116,11 +128,17 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
         openlit: scope_openlit,
         provider: None,
     };
-    normalize_scoped(span, ctx, &scope)
+    normalize_scoped(span, ctx, &scope, &MetadataKeys::All)
 }
 
-/// [`normalize_span`] with everything known about the span's scope.
-pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Option<ChainRun> {
+/// [`normalize_span`] with everything known about the span's scope, keeping
+/// the metadata keys in `keys`.
+pub fn normalize_scoped(
+    span: &Span,
+    ctx: &ResourceCtx,
+    scope: &ScopeCtx,
+    keys: &MetadataKeys,
+) -> Option<ChainRun> {
     if crate::otlp::id_problem(&span.trace_id, &span.span_id, &span.parent_span_id).is_some() {
         return None;
     }
@@ -135,7 +153,7 @@ pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Opt
     let x = Extracted::from_attributes(&span.attributes);
     let dialect = detect(&x, ctx.openlit || scope.openlit);
     let (kind, name) = kind::resolve(&x, &span.name, dialect);
-    let metadata = context::metadata(&x);
+    let metadata = metadata::metadata(&x, keys);
     let setup = kind::is_setup(&x);
     let kind = kind::refine(kind, &name, &metadata, setup, parent_span_id.is_none());
     // A GenAI span that carries no kind at all (OpenLIT records a failed call
@@ -152,13 +170,13 @@ pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Opt
     let choice = usage::model(
         &x,
         params.model,
-        context::meta_text(&metadata, &["ls_model_name"]),
+        metadata::meta_text(&metadata, &["ls_model_name"]),
     );
     let price_as_response = choice.dated.is_some();
     let response_model = choice.dated.or_else(|| usage::response_model(&x));
     let model = choice.label.or(name_model);
     let provider =
-        usage::provider(&x, context::meta_text(&metadata, &["ls_provider"])).or_else(|| {
+        usage::provider(&x, metadata::meta_text(&metadata, &["ls_provider"])).or_else(|| {
             kind.bills_tokens()
                 .then_some(scope.provider)
                 .flatten()
@@ -169,7 +187,7 @@ pub fn normalize_scoped(span: &Span, ctx: &ResourceCtx, scope: &ScopeCtx) -> Opt
     let (status_code, status_message) = span
         .status
         .as_ref()
-        .map(|s| (s.code, std::str::from_utf8(&s.message).unwrap_or_default()))
+        .map(|s| (s.code, crate::otlp::utf8::as_str(&s.message).unwrap_or_default()))
         .unwrap_or((0, ""));
     let (status, error_type) = errors::resolve(&x, status_code, status_message, &span.events);
     let status_unset = status_code == 0 && status == RunStatus::Ok;

@@ -200,7 +200,7 @@ impl ChainRun {
 
     /// A metadata value by key.
     pub fn meta(&self, key: &str) -> Option<&str> {
-        super::context::meta_value(&self.metadata, key)
+        super::metadata::meta_value(&self.metadata, key)
     }
 }
 

@@ -28,7 +28,7 @@ impl Text {
 
     /// Takes bytes that are UTF-8 (checked: invalid input yields `None`).
     pub fn from_utf8(b: Bytes) -> Option<Text> {
-        simdutf8::basic::from_utf8(&b).ok()?;
+        crate::otlp::utf8::as_str(&b)?;
         Some(Text(b))
     }
 

@@ -11,9 +11,9 @@ use crate::otlp_view::{any_value::Value, AnyValue};
 /// a value that is somehow not UTF-8 reads as absent rather than panicking.
 pub fn as_str(v: &AnyValue) -> Option<&str> {
     match &v.value {
-        // Validated on receipt; checked again (cheaply, SIMD) rather than
-        // trusted with `unsafe`.
-        Some(Value::StringValue(b)) => simdutf8::basic::from_utf8(b).ok(),
+        // Validated on receipt; checked again (cheaply: `otlp::utf8`) rather
+        // than trusted with `unsafe`.
+        Some(Value::StringValue(b)) => crate::otlp::utf8::as_str(b),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@
 //! stage.
 
 pub mod status;
+pub mod utf8;
 
 /// Why a span's ids make it unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -126,10 +126,12 @@ fn check_value(v: &AnyValue, at: &dyn Fn() -> String) -> Result<(), IngestError>
     }
 }
 
-/// SIMD validation first (most bytes of an LLM span are prompt text); the
-/// standard library's slower check only runs on failure, to say where.
+/// The fast check first (an ASCII test for short strings, SIMD for long
+/// ones: `otlp::utf8`); the standard library's slower check only runs on
+/// failure, to say where.
+#[inline]
 fn utf8(bytes: &[u8], at: impl Fn() -> String) -> Result<(), IngestError> {
-    if simdutf8::basic::from_utf8(bytes).is_ok() {
+    if crate::otlp::utf8::is_valid(bytes) {
         return Ok(());
     }
     let valid_up_to = std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |s| s.len());
