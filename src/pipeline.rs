@@ -357,9 +357,7 @@ impl Drop for InflightSlot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp_view::{
-        any_value::Value, AnyValue, KeyValue, ResourceSpans, ScopeSpans, Span,
-    };
+    use crate::otlp_view::{any_value::Value, AnyValue, KeyValue, ResourceSpans, ScopeSpans, Span};
 
     /// Every metadata key a later stage reads from the configuration
     /// survives normalization's filter; keys nobody reads do not.

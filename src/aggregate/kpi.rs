@@ -18,7 +18,6 @@ use crate::export::names::{
 use crate::export::Registry;
 use crate::links::TraceLinks;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -103,7 +102,9 @@ struct ChainKpi {
 pub struct KpiTracker {
     epoch: Instant,
     epoch_secs: u64,
-    chains: HashMap<(Arc<str>, Arc<str>), ChainKpi, foldhash::fast::RandomState>,
+    /// hashbrown for lookups by `(&str, &str)` ([`ChainRef`]): the hit path
+    /// of every recorded request allocates nothing.
+    chains: hashbrown::HashMap<(Arc<str>, Arc<str>), ChainKpi, foldhash::fast::RandomState>,
     overflow: Option<ChainKpi>,
     max_chains: usize,
     slo: SloConfig,
@@ -122,6 +123,17 @@ pub struct KpiTracker {
 
 /// The `family` label of the KPI tracker's cardinality metrics.
 pub const KPI_FAMILY: &str = "kpi_chains";
+
+/// A borrowed `(service, chain)` key: hashes and compares like the owned
+/// `(Arc<str>, Arc<str>)` one (a tuple hashes its fields in order).
+#[derive(Hash)]
+struct ChainRef<'a>(&'a str, &'a str);
+
+impl hashbrown::Equivalent<(Arc<str>, Arc<str>)> for ChainRef<'_> {
+    fn equivalent(&self, key: &(Arc<str>, Arc<str>)) -> bool {
+        *key.0 == *self.0 && *key.1 == *self.1
+    }
+}
 
 impl KpiTracker {
     pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
@@ -149,7 +161,7 @@ impl KpiTracker {
             overflowed: registry.counter(CARDINALITY_OVERFLOW, &[("family", KPI_FAMILY)]),
             epoch: Instant::now(),
             epoch_secs: 0,
-            chains: HashMap::default(),
+            chains: hashbrown::HashMap::default(),
             overflow: None,
             max_chains: config.kpi.max_chains,
             slo: config.slo.clone(),
@@ -238,13 +250,16 @@ impl KpiTracker {
     /// one — the cardinality guard's rule (`series::Family`), on the names
     /// as `/metrics` shows them (capped by `limits.max_label_value_bytes`).
     fn entry(&mut self, service: &str, chain: &str, now: u64) -> &mut ChainKpi {
-        let service = self.registry.cap_label(service).into_owned();
-        let chain = self.registry.cap_label(chain).into_owned();
-        let (service, chain) = (service.as_str(), chain.as_str());
-        let key = (Arc::<str>::from(service), Arc::<str>::from(chain));
-        if self.chains.contains_key(&key) {
-            return self.chains.get_mut(&key).expect("checked");
+        let service = self.registry.cap_label(service);
+        let chain = self.registry.cap_label(chain);
+        let (service, chain) = (&*service, &*chain);
+        if self.chains.contains_key(&ChainRef(service, chain)) {
+            return self
+                .chains
+                .get_mut(&ChainRef(service, chain))
+                .expect("checked");
         }
+        let key = (Arc::<str>::from(service), Arc::<str>::from(chain));
         let bytes = service.len() + chain.len();
         if self.chains.len() >= self.max_chains || self.name_bytes + bytes > self.max_name_bytes {
             self.overflowed.increment(1);

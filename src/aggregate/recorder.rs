@@ -126,7 +126,6 @@ impl Recorder {
         let mut outcome = RunCost::default();
 
         if l.is_request {
-            let (trace_id, span_id) = (hex::encode(run.trace_id), hex::encode(run.span_id));
             let s = self.request_series(&run.service, &l.chain, &promoted, true);
             match status {
                 RunStatus::Ok => s.ok.increment(1),
@@ -135,8 +134,8 @@ impl Recorder {
             s.duration.record(
                 duration,
                 Some(Exemplar {
-                    trace_id: &trace_id,
-                    span_id: &span_id,
+                    trace_id: run.trace_id,
+                    span_id: run.span_id,
                     failed: status == RunStatus::Error,
                 }),
             );
@@ -232,12 +231,11 @@ impl Recorder {
                 RunStatus::Ok => s.ok.increment(1),
                 RunStatus::Error => s.error.increment(1),
             }
-            let (trace_id, span_id) = (hex::encode(run.trace_id), hex::encode(run.span_id));
             s.duration.record(
                 run.duration_s(),
                 Some(Exemplar {
-                    trace_id: &trace_id,
-                    span_id: &span_id,
+                    trace_id: run.trace_id,
+                    span_id: run.span_id,
                     failed: run.status == RunStatus::Error,
                 }),
             );
@@ -393,15 +391,11 @@ impl Recorder {
         let promoted = self.promoted_pairs();
         let s = self.request_series(&root.run.service, &root.chain, &promoted, false);
         if let Some(c) = cost_usd {
-            let (trace_id, span_id) = (
-                hex::encode(root.run.trace_id),
-                hex::encode(root.run.span_id),
-            );
             s.cost.record(
                 c,
                 Some(Exemplar {
-                    trace_id: &trace_id,
-                    span_id: &span_id,
+                    trace_id: root.run.trace_id,
+                    span_id: root.run.span_id,
                     failed: root.run.status == RunStatus::Error,
                 }),
             );

@@ -137,13 +137,13 @@ impl FloatCounter {
     }
 }
 
-/// The trace behind one observation.
+/// The trace behind one observation. The ids stay binary until the
+/// observation is picked as its bucket's exemplar (most are not): the hex
+/// text is built only then.
 #[derive(Debug, Clone, Copy)]
-pub struct Exemplar<'a> {
-    /// 32 lowercase hex digits.
-    pub trace_id: &'a str,
-    /// 16 lowercase hex digits.
-    pub span_id: &'a str,
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
     /// The observed request or call failed.
     pub failed: bool,
 }
@@ -174,7 +174,7 @@ pub struct ExemplarHistogram {
 
 impl ExemplarHistogram {
     /// Records `v`; with `exemplar`, offers it as its bucket's exemplar.
-    pub fn record(&self, v: f64, exemplar: Option<Exemplar<'_>>) {
+    pub fn record(&self, v: f64, exemplar: Option<Exemplar>) {
         let Some(e) = exemplar else {
             self.cell.observe(v, None, None);
             return;
@@ -209,8 +209,8 @@ impl ExemplarHistogram {
         };
         let labels = take.then(|| {
             vec![
-                ("trace_id".to_owned(), e.trace_id.to_owned()),
-                ("span_id".to_owned(), e.span_id.to_owned()),
+                ("trace_id".to_owned(), hex::encode(e.trace_id)),
+                ("span_id".to_owned(), hex::encode(e.span_id)),
             ]
         });
         let ts = labels.as_ref().map(|_| SystemTime::now());
@@ -720,10 +720,14 @@ mod tests {
     const T2: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const S: &str = "b7ad6b7169203331";
 
-    fn ex(trace_id: &str, failed: bool) -> Option<Exemplar<'_>> {
+    fn ex(trace_id: &str, failed: bool) -> Option<Exemplar> {
+        let mut t = [0u8; 16];
+        let mut s = [0u8; 8];
+        hex::decode_to_slice(trace_id, &mut t).expect("hex trace id");
+        hex::decode_to_slice(S, &mut s).expect("hex span id");
         Some(Exemplar {
-            trace_id,
-            span_id: S,
+            trace_id: t,
+            span_id: s,
             failed,
         })
     }

@@ -229,7 +229,9 @@ impl<'a> Extracted<'a> {
             b"llm.invocation_parameters" | b"embedding.invocation_parameters" => {
                 &mut self.oi_invocation_params
             }
-            b"cache_hit" | b"cache.hit" | b"llm.cache_hit" | b"gen_ai.cache.hit" => &mut self.cache_hit,
+            b"cache_hit" | b"cache.hit" | b"llm.cache_hit" | b"gen_ai.cache.hit" => {
+                &mut self.cache_hit
+            }
 
             b"input.value" => &mut self.oi_input,
             b"output.value" => &mut self.oi_output,

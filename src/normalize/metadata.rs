@@ -248,7 +248,11 @@ mod tests {
     fn escaped_keys_repeats_and_garbage() {
         let owner = Bytes::from_static(br#"{"us\u0065r_id": "a", "user_id": "b", "x": 1}"#);
         let out = all(&owner);
-        assert_eq!(meta_value(&out, "user_id"), Some("b"), "the last value wins");
+        assert_eq!(
+            meta_value(&out, "user_id"),
+            Some("b"),
+            "the last value wins"
+        );
         assert_eq!(out.len(), 2);
         for bad in [
             &b"not json"[..],

@@ -187,7 +187,12 @@ pub fn normalize_scoped(
     let (status_code, status_message) = span
         .status
         .as_ref()
-        .map(|s| (s.code, crate::otlp::utf8::as_str(&s.message).unwrap_or_default()))
+        .map(|s| {
+            (
+                s.code,
+                crate::otlp::utf8::as_str(&s.message).unwrap_or_default(),
+            )
+        })
         .unwrap_or((0, ""));
     let (status, error_type) = errors::resolve(&x, status_code, status_message, &span.events);
     let status_unset = status_code == 0 && status == RunStatus::Ok;
