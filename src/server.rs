@@ -166,6 +166,7 @@ impl Server {
         tracing::info!(
             grpc = %addrs.grpc, http = %addrs.http, metrics = %addrs.metrics,
             version = env!("CARGO_PKG_VERSION"),
+            worker_threads = config.server.runtime_threads(),
             "chainpulse listening"
         );
         Ok(Server {

@@ -135,9 +135,19 @@ impl<H> Family<H> {
 /// key is within the cap (so is each value) and holds no control character
 /// but the separator.
 fn is_clean(key: &str, max: usize) -> bool {
-    key.len() <= max
-        && !key.bytes().any(|b| (b < 0x20 && b != 0x1f) || b == 0x7f)
-        && (key.is_ascii() || !key.chars().any(|c| c.is_control() && c != SEP))
+    if key.len() > max {
+        return false;
+    }
+    // One pass over the bytes; the (slower) look at characters only for
+    // keys with non-ASCII text, where C1 controls hide.
+    let mut non_ascii = false;
+    for &b in key.as_bytes() {
+        if (b < 0x20 && b != 0x1f) || b == 0x7f {
+            return false;
+        }
+        non_ascii |= b >= 0x80;
+    }
+    !non_ascii || !key.chars().any(|c| c.is_control() && c != SEP)
 }
 
 /// Builds a cache key from label values into a reused buffer.
