@@ -1,13 +1,5 @@
 //! The `chainpulse` command.
 
-// mimalloc instead of glibc's malloc: ingest allocates and frees many small
-// objects per span (the decoded view's vectors, runs, labels) from two
-// threads; glibc's malloc/free were ~7 % of ingest CPU at 10 k spans/s and its
-// per-thread arenas held freed memory (see PERFORMANCE.md for the measured
-// change).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use anyhow::Context;
 use chainpulse::config::{Config, Overrides};
 use chainpulse::server::{termination_signal, Server};
