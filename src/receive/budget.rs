@@ -1,9 +1,9 @@
 //! One memory budget for every request in flight (`limits.max_inflight_bytes`).
 //!
-//! Bytes are reserved *before* they are buffered: an HTTP body's announced
-//! `Content-Length` up front (a chunked body as each chunk arrives), a gRPC
-//! message's length from its 5-byte prefix, inflated bytes as inflation
-//! produces them. A reservation lives until the response is sent. When a
+//! Bytes are reserved *before* they are kept: HTTP bodies and gRPC messages
+//! as their frames arrive (`body::BodyBuffer`; never what a client merely
+//! announced, so a slow upload holds what it sent), inflated bytes as
+//! inflation produces them. A reservation lives until the response is sent. When a
 //! reservation does not fit, the request is refused with the status OTLP
 //! exporters retry (503 + `Retry-After` / `RESOURCE_EXHAUSTED` + RetryInfo),
 //! counted as `reason="memory_limit"`, and `/readyz` fails while the budget
@@ -86,10 +86,6 @@ impl MemoryBudget {
     }
 }
 
-/// The first allocation of a body buffer: small bodies (most exports) take
-/// one allocation, and a trickle cannot make the buffer grow byte by byte.
-const MIN_BUFFER: usize = 16 * 1024;
-
 /// Bytes held against the budget, released on drop.
 pub struct Reservation {
     budget: Arc<MemoryBudget>,
@@ -109,40 +105,6 @@ impl Reservation {
         if n > self.held {
             self.grow(n - self.held)?;
         }
-        Ok(())
-    }
-
-    /// Appends `data` to `buf`, reserving every allocation before it is
-    /// made. The buffer grows geometrically — to twice its size, or what
-    /// `data` needs if more, never past `ceiling` (what the sender announced,
-    /// or the request limit) — so a body costs amortised copies, yet what it
-    /// holds is at most twice what has *arrived*. Reserving the announced
-    /// length up front instead let slow uploads that announce 1 MiB and send
-    /// a byte now and then hold the whole budget and refuse every other
-    /// exporter (docs/hostile.md); now they hold what they sent. Call it
-    /// only while the reservation holds nothing but `buf`.
-    pub fn extend(
-        &mut self,
-        buf: &mut Vec<u8>,
-        data: &[u8],
-        ceiling: usize,
-    ) -> Result<(), IngestError> {
-        let needed = buf.len() + data.len();
-        if needed > buf.capacity() {
-            let target = needed.max(
-                buf.capacity()
-                    .saturating_mul(2)
-                    .max(MIN_BUFFER)
-                    .min(ceiling),
-            );
-            // The old and the new allocation both exist during the copy;
-            // afterwards only the new one. (While a body is read, its
-            // reservation holds nothing but this buffer.)
-            self.grow_to(buf.capacity() + target)?;
-            buf.reserve_exact(target - buf.len());
-            self.shrink(self.held.saturating_sub(buf.capacity()));
-        }
-        buf.extend_from_slice(data);
         Ok(())
     }
 

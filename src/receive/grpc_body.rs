@@ -24,6 +24,7 @@
 //!
 //! Other methods (the KPI service) pass through untouched.
 
+use super::body::BodyBuffer;
 use super::budget::Reservation;
 use super::{IngestError, Protocol};
 use crate::pipeline::Pipeline;
@@ -123,7 +124,7 @@ async fn read_message(
     let limit = pipeline.max_request_bytes();
     let timeout = pipeline.body_read_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut buf = Vec::new();
+    let mut buf = BodyBuffer::new();
     let mut expected: Option<(bool, usize)> = None;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -139,14 +140,12 @@ async fn read_message(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        // Reserved as it grows, before it is kept: at most twice what has
-        // arrived, never past the length the prefix announced — a
+        // Reserved as it arrives, before it is kept (`BodyBuffer`): a
         // half-sent stream holds what it sent, not what it announced.
-        let ceiling = expected.map_or(limit, |(_, len)| 5 + len);
-        reservation.extend(&mut buf, &data, ceiling)?;
-        if expected.is_none() && buf.len() >= 5 {
-            let compressed = buf[0] != 0;
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        buf.push(data, reservation)?;
+        if let (None, Some(prefix)) = (expected, buf.prefix::<5>()) {
+            let compressed = prefix[0] != 0;
+            let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
             if len > limit {
                 return Err(IngestError::TooLarge { size: len, limit });
             }
@@ -175,7 +174,7 @@ async fn read_message(
             buf.len() - 5
         )));
     }
-    let message = Bytes::from(buf).slice(5..);
+    let message = buf.finish(reservation)?.slice(5..);
     if !compressed {
         return Ok(message);
     }

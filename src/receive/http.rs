@@ -16,6 +16,7 @@
 //! soon as the cap is passed, so a gzip bomb costs at most the cap. Every
 //! gzip member is read (see [`super::gzip`]).
 
+use super::body::BodyBuffer;
 use super::budget::Reservation;
 use super::{json, IngestError, Protocol};
 use crate::pipeline::{Accepted, Pipeline};
@@ -124,8 +125,7 @@ async fn read_body(
     }
     let mut reservation = pipeline.memory().reservation();
     let timeout = pipeline.body_read_timeout();
-    let ceiling = announced.unwrap_or(limit);
-    let raw = tokio::time::timeout(timeout, collect(body, limit, ceiling, &mut reservation))
+    let raw = tokio::time::timeout(timeout, collect(body, limit, &mut reservation))
         .await
         .map_err(|_| IngestError::BodyTimeout {
             ms: timeout.as_millis() as u64,
@@ -141,16 +141,15 @@ async fn read_body(
     Ok((body, reservation))
 }
 
-/// Reads the whole body, reserving its buffer as it grows
-/// ([`Reservation::extend`]: at most twice what has arrived, so a slow
-/// upload holds what it sent, not what it announced).
+/// Reads the whole body, reserving each piece as it arrives (a slow upload
+/// holds what it sent, not what it announced), without copying large frames
+/// ([`BodyBuffer`]).
 async fn collect(
     mut body: Body,
     limit: usize,
-    ceiling: usize,
     reservation: &mut Reservation,
 ) -> Result<Bytes, IngestError> {
-    let mut buf = Vec::new();
+    let mut buf = BodyBuffer::new();
     while let Some(frame) = body.frame().await {
         // A body that cannot be read is a transport failure (the client
         // hung up, or broke the chunked encoding), not bad protobuf.
@@ -165,9 +164,9 @@ async fn collect(
                 limit,
             });
         }
-        reservation.extend(&mut buf, &data, ceiling)?;
+        buf.push(data, reservation)?;
     }
-    Ok(Bytes::from(buf))
+    buf.finish(reservation)
 }
 
 fn decompress(

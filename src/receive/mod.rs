@@ -5,6 +5,7 @@
 //! validates, normalizes and aggregates. OTLP/JSON is converted to protobuf
 //! first, so everything downstream sees one format.
 
+pub mod body;
 pub mod budget;
 pub mod error;
 pub mod grpc;
