@@ -56,9 +56,9 @@ pub struct Pipeline {
     /// When the next aggregator reader may take the lock.
     next_read: tokio::sync::Mutex<tokio::time::Instant>,
     forwarder: Option<Arc<Forwarder>>,
-    /// The metadata keys normalization keeps: its own and those recording
-    /// reads.
-    metadata_keys: normalize::MetadataKeys,
+    /// The metadata keys and tags normalization keeps: its own and those
+    /// recording reads.
+    kept: normalize::Kept,
 }
 
 const REQUEST_REJECT_REASONS: [&str; 16] = [
@@ -160,8 +160,9 @@ impl Pipeline {
             body_read_timeout: std::time::Duration::from_millis(config.server.body_read_timeout_ms),
             next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             forwarder,
-            metadata_keys: normalize::MetadataKeys::used_by(
+            kept: normalize::Kept::used_by(
                 crate::aggregate::recorder::metadata_keys(config),
+                crate::aggregate::recorder::tag_names(config),
             ),
         })
     }
@@ -244,7 +245,7 @@ impl Pipeline {
                 .await
                 .map_err(submit_refused)?;
         }
-        let runs = normalize::normalize_request_keeping(&request, &self.metadata_keys);
+        let runs = normalize::normalize_request_keeping(&request, &self.kept);
 
         metrics.spans.increment(verdict.total);
         for (reason, n) in &verdict.reasons {
@@ -357,16 +358,20 @@ impl Drop for InflightSlot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp_view::{any_value::Value, AnyValue, KeyValue, ResourceSpans, ScopeSpans, Span};
+    use crate::otlp_view::{
+        any_value::Value, AnyValue, ArrayValue, KeyValue, ResourceSpans, ScopeSpans, Span,
+    };
 
-    /// Every metadata key a later stage reads from the configuration
-    /// survives normalization's filter; keys nobody reads do not.
+    /// Every metadata key and tag a later stage reads from the
+    /// configuration survives normalization's filter; those nobody reads do
+    /// not.
     #[test]
-    fn configured_metadata_keys_are_kept() {
+    fn configured_metadata_keys_and_tags_are_kept() {
         let mut config = Config::default();
         config.pricing.batch_metadata_key = "is_batch".into();
         config.cache.hit_keys = vec!["from_cache".into()];
         config.labels.metadata = vec!["team".into()];
+        config.labels.tags = vec!["canary".into()];
         let pipeline = Pipeline::new(&config, Arc::new(Registry::new()), None).expect("pipeline");
         let json = r#"{"is_batch": "true", "from_cache": true, "team": "search",
             "thread_id": "t-1", "langgraph_node": "agent", "ls_provider": "openai",
@@ -388,6 +393,20 @@ mod tests {
                             kv("openinference.span.kind", "LLM"),
                             kv("metadata", json),
                             kv("langsmith.metadata.revision", "r1"),
+                            KeyValue {
+                                key: Bytes::from_static(b"tag.tags"),
+                                value: Some(AnyValue {
+                                    value: Some(Value::ArrayValue(ArrayValue {
+                                        values: ["beta", "canary", "seq:step:1"]
+                                            .map(|t| AnyValue {
+                                                value: Some(Value::StringValue(
+                                                    Bytes::from_static(t.as_bytes()),
+                                                )),
+                                            })
+                                            .to_vec(),
+                                    })),
+                                }),
+                            },
                         ],
                         ..Default::default()
                     }],
@@ -396,7 +415,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let runs = normalize::normalize_request_keeping(&req, &pipeline.metadata_keys);
+        let runs = normalize::normalize_request_keeping(&req, &pipeline.kept);
         let run = &runs[0];
         for (key, value) in [
             ("is_batch", "true"),
@@ -413,7 +432,17 @@ mod tests {
         }
         assert_eq!(run.metadata.len(), 6);
         assert_eq!(run.session_id.as_deref(), Some("t-1"));
+        assert_eq!(run.tags, vec!["canary"]);
         // The library's default keeps everything.
-        assert_eq!(normalize::normalize_request(&req)[0].metadata.len(), 9);
+        let all = &normalize::normalize_request(&req)[0];
+        assert_eq!(all.metadata.len(), 9);
+        assert_eq!(all.tags, vec!["beta", "canary"]);
+        // With nothing promoted (the default configuration), no tag is read.
+        let plain =
+            Pipeline::new(&Config::default(), Arc::new(Registry::new()), None).expect("pipeline");
+        let run = &normalize::normalize_request_keeping(&req, &plain.kept)[0];
+        assert!(run.tags.is_empty());
+        assert_eq!(run.meta("team"), None, "not promoted here");
+        assert_eq!(run.meta("thread_id"), Some("t-1"), "read by normalization");
     }
 }

@@ -82,11 +82,17 @@ pub struct Recorder {
 
 /// The metadata keys recording reads (the batch-pricing key, the cache-hit
 /// keys, the promoted labels): normalization keeps these and skips the rest
-/// (`normalize::MetadataKeys`). Keep in step with every `run.meta` below.
+/// (`normalize::Kept`). Keep in step with every `run.meta` below.
 pub fn metadata_keys(config: &Config) -> impl Iterator<Item = &str> {
     std::iter::once(config.pricing.batch_metadata_key.as_str())
         .chain(config.cache.hit_keys.iter().map(String::as_str))
         .chain(config.labels.metadata.iter().map(String::as_str))
+}
+
+/// The tags recording reads (those promoted to labels); normalization keeps
+/// only these. Keep in step with every `run.tags` below.
+pub fn tag_names(config: &Config) -> impl Iterator<Item = &str> {
+    config.labels.tags.iter().map(String::as_str)
 }
 
 impl Recorder {

@@ -22,8 +22,12 @@ fn is_internal_tag(t: &str) -> bool {
         || t.starts_with("langsmith:")
 }
 
-pub fn tags(x: &Extracted<'_>) -> Vec<Text> {
+/// The run's tags (those `names` keeps), sorted, without duplicates.
+pub fn tags(x: &Extracted<'_>, names: &super::kept::TagNames) -> Vec<Text> {
     let mut tags: Vec<Text> = Vec::new();
+    if names.none() {
+        return tags;
+    }
     if let Some(v) = x.oi_tags {
         tags.extend(str_array_text(v));
     }
@@ -47,7 +51,7 @@ pub fn tags(x: &Extracted<'_>) -> Vec<Text> {
             }
         }
     }
-    tags.retain(|t| !is_internal_tag(t));
+    tags.retain(|t| !is_internal_tag(t) && names.keeps(t));
     tags.sort_unstable();
     tags.dedup();
     tags

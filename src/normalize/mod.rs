@@ -9,6 +9,7 @@
 mod context;
 mod errors;
 mod extract;
+pub mod kept;
 mod kind;
 pub mod metadata;
 pub mod run;
@@ -17,6 +18,7 @@ mod timefmt;
 mod usage;
 mod value;
 
+pub use kept::{Kept, TagNames};
 pub use metadata::MetadataKeys;
 pub use run::{ChainRun, Dialect, RunKind, RunStatus, SpanId, Tokens, TraceId};
 pub use text::Text;
@@ -80,17 +82,14 @@ impl ScopeCtx {
 }
 
 /// Normalizes every span of a (validated) request, in order, keeping every
-/// metadata key.
+/// metadata key and tag.
 pub fn normalize_request(req: &ExportTraceServiceRequest) -> Vec<ChainRun> {
-    normalize_request_keeping(req, &MetadataKeys::All)
+    normalize_request_keeping(req, &Kept::all())
 }
 
-/// [`normalize_request`] keeping only the metadata keys in `keys` (what the
-/// pipeline does: see [`metadata`]).
-pub fn normalize_request_keeping(
-    req: &ExportTraceServiceRequest,
-    keys: &MetadataKeys,
-) -> Vec<ChainRun> {
+/// [`normalize_request`] keeping only the metadata keys and tags in `kept`
+/// (what the pipeline does: see [`kept`]).
+pub fn normalize_request_keeping(req: &ExportTraceServiceRequest, kept: &Kept) -> Vec<ChainRun> {
     let total: usize = req
         .resource_spans
         .iter()
@@ -111,7 +110,7 @@ pub fn normalize_request_keeping(
                 .map(|s| ScopeCtx::from_name(&s.name))
                 .unwrap_or_default();
             for span in &ss.spans {
-                if let Some(run) = normalize_scoped(span, &ctx, &scope, keys) {
+                if let Some(run) = normalize_scoped(span, &ctx, &scope, kept) {
                     runs.push(run);
                 }
             }
@@ -128,16 +127,16 @@ pub fn normalize_span(span: &Span, ctx: &ResourceCtx, scope_openlit: bool) -> Op
         openlit: scope_openlit,
         provider: None,
     };
-    normalize_scoped(span, ctx, &scope, &MetadataKeys::All)
+    normalize_scoped(span, ctx, &scope, &Kept::all())
 }
 
 /// [`normalize_span`] with everything known about the span's scope, keeping
-/// the metadata keys in `keys`.
+/// the metadata keys and tags in `kept`.
 pub fn normalize_scoped(
     span: &Span,
     ctx: &ResourceCtx,
     scope: &ScopeCtx,
-    keys: &MetadataKeys,
+    kept: &Kept,
 ) -> Option<ChainRun> {
     if crate::otlp::id_problem(&span.trace_id, &span.span_id, &span.parent_span_id).is_some() {
         return None;
@@ -153,7 +152,7 @@ pub fn normalize_scoped(
     let x = Extracted::from_attributes(&span.attributes);
     let dialect = detect(&x, ctx.openlit || scope.openlit);
     let (kind, name) = kind::resolve(&x, &span.name, dialect);
-    let metadata = metadata::metadata(&x, keys);
+    let metadata = metadata::metadata(&x, &kept.metadata);
     let setup = kind::is_setup(&x);
     let kind = kind::refine(kind, &name, &metadata, setup, parent_span_id.is_none());
     // A GenAI span that carries no kind at all (OpenLIT records a failed call
@@ -220,7 +219,7 @@ pub fn normalize_scoped(
         status,
         status_unset,
         error_type,
-        tags: context::tags(&x),
+        tags: context::tags(&x, &kept.tags),
         session_id: context::session_id(&x, &metadata),
         user_id: context::user_id(&x, &metadata),
         metadata,
