@@ -4,8 +4,6 @@
 //! `cargo bench --bench ingest` — compare the `spans/s` of each line with
 //! `full_decode` of the same run; absolute figures on a shared 2-core
 //! machine are noisy, the ratios are what to quote.
-//! `pipeline_ingest_fresh_traces` minus `copy_only` is the whole ingest with
-//! a new trace per request (children parked until their root arrives).
 
 use bytes::Bytes;
 use chainpulse::config::Config;
@@ -95,70 +93,7 @@ fn ingest(c: &mut Criterion) {
             pipeline.tick();
         })
     });
-    // The same bodies with new trace ids every iteration: every trace is new,
-    // so children are parked until their root arrives, as in production. (In
-    // the loop above, and in benches/peer, which resend one body, every
-    // trace after the first pass is already completed and its children are
-    // counted at once as late spans.) The ids are rewritten in a copy of the
-    // body; `copy_only` is that copy alone.
-    let fresh: Vec<(Vec<u8>, Vec<usize>)> = bodies.iter().map(trace_id_offsets).collect();
-    let mut round: u64 = 0;
-    g.bench_function("copy_only", |b| {
-        b.iter(|| {
-            round += 1;
-            for (body, offsets) in &fresh {
-                black_box(with_trace_ids(body, offsets, round));
-            }
-        })
-    });
-    g.bench_function("pipeline_ingest_fresh_traces", |b| {
-        b.iter(|| {
-            round += 1;
-            for (body, offsets) in &fresh {
-                let slot = pipeline.try_begin(Protocol::Grpc).expect("slot");
-                let body = with_trace_ids(body, offsets, round);
-                black_box(
-                    rt.block_on(pipeline.ingest(&slot, Protocol::Grpc, body))
-                        .expect("ingest"),
-                );
-            }
-            pipeline.tick();
-        })
-    });
     g.finish();
-}
-
-/// Where each span's `trace_id` value starts in `body` (the field's tag
-/// `0x0a`, length 16, then one of the request's trace ids).
-fn trace_id_offsets(body: &Bytes) -> (Vec<u8>, Vec<usize>) {
-    let req =
-        chainpulse::otlp_view::ExportTraceServiceRequest::decode(body.clone()).expect("fixture");
-    let ids: std::collections::HashSet<Vec<u8>> = req
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .flat_map(|ss| &ss.spans)
-        .map(|s| s.trace_id.to_vec())
-        .collect();
-    let offsets = body
-        .windows(18)
-        .enumerate()
-        .filter(|(_, w)| w[0] == 0x0a && w[1] == 16 && ids.contains(&w[2..]))
-        .map(|(i, _)| i + 2)
-        .collect();
-    (body.to_vec(), offsets)
-}
-
-/// A copy of `body` whose trace ids have their first 8 bytes XORed with
-/// `round` (a different, still valid, trace per round).
-fn with_trace_ids(body: &[u8], offsets: &[usize], round: u64) -> Bytes {
-    let mut b = body.to_vec();
-    for &at in offsets {
-        for (x, r) in b[at..at + 8].iter_mut().zip(round.to_le_bytes()) {
-            *x ^= r;
-        }
-    }
-    Bytes::from(b)
 }
 
 criterion_group! {
