@@ -4,7 +4,9 @@
 //!
 //! The input is the zero-copy view of a validated request; the output owns
 //! only the short strings that become labels, plus `Bytes` slices for inputs
-//! and outputs.
+//! and outputs. Of the application's free-form metadata and tags, a run
+//! keeps what some stage reads ([`kept`]): the pipeline asks for that, the
+//! library's [`normalize_request`] for everything.
 
 mod context;
 mod errors;

@@ -1,8 +1,9 @@
 //! Protocol facts shared by stages that must not depend on each other.
 //!
 //! Receiving, normalizing and forwarding all need to agree on some OTLP
-//! facts: which spans are valid at all ([`id_problem`]), and the
-//! `google.rpc` status types of OTLP errors ([`status`]). Keeping them here,
+//! facts: which spans are valid at all ([`id_problem`]), the `google.rpc`
+//! status types of OTLP errors ([`status`]), and what a valid `string` field
+//! is ([`utf8`], one fast check for receipt and normalization alike). Keeping them here,
 //! below every stage, lets each stage use them without importing another
 //! stage.
 
