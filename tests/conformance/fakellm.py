@@ -335,6 +335,10 @@ class Handler(BaseHTTPRequestHandler):
                                             "code": None, "param": None}})
 
     # -- shared
+    # Every handler records its call BEFORE writing the response's last bytes (the JSON body, or a stream's final
+    # event): a client that has its whole answer moves on to its next call at once, and that call, served by
+    # another thread, must not be recorded first. (Recording after the last write let a streamed call land after
+    # the app's next call in the record, once in a CI run.)
     def _record(self, endpoint: str, path: str, body: dict, markers: dict, status: int, *, stream: bool,
                 provider: str, usage: dict | None = None, usage_wire=None, tool_calls=(), text=None,
                 error_type=None, tools_offered=False, has_tool_result=False) -> None:
@@ -363,8 +367,8 @@ class Handler(BaseHTTPRequestHandler):
             etype = ANTHROPIC_ERRORS.get(code, "api_error" if code >= 500 else "invalid_request_error")
             payload = {"type": "error", "error": {"type": etype, "message": f"Scripted failure {code} (fakellm)."}}
             headers = {"request-id": _id("req_"), "x-should-retry": "false"}
-        self._send_json(code, payload, headers)
         self._record(endpoint, path, body, markers, code, stream=stream, provider=provider, error_type=etype, **kw)
+        self._send_json(code, payload, headers)
         return True
 
     # -- OpenAI chat completions
@@ -395,12 +399,12 @@ class Handler(BaseHTTPRequestHandler):
             msg = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
             if tool_calls:
                 msg["tool_calls"] = tool_calls
+            self._record("chat.completions", path, body, markers, 200, stream=False, provider="openai", usage=u,
+                         usage_wire=wire, tool_calls=[n for n, _ in calls], text=text, **kw)
             self._send_json(200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}],
                 "usage": wire, "service_tier": "default", "system_fingerprint": "fp_fakellm"}, headers)
-            self._record("chat.completions", path, body, markers, 200, stream=False, provider="openai", usage=u,
-                         usage_wire=wire, tool_calls=[n for n, _ in calls], text=text, **kw)
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -431,11 +435,11 @@ class Handler(BaseHTTPRequestHandler):
         self._sse(chunk({}, finish_reason=finish))
         if include_usage:
             self._sse(chunk(None, choices=False, usage=wire))
-        self._sse("[DONE]")
-        self._end_stream()
         self._record("chat.completions", path, body, markers, 200, stream=True, provider="openai",
                      usage=u if include_usage else None, usage_wire=wire if include_usage else None,
                      tool_calls=[n for n, _ in calls], text=text, **kw)
+        self._sse("[DONE]")
+        self._end_stream()
 
     # -- OpenAI Responses
     def _responses(self, body: dict, path: str) -> None:
@@ -489,9 +493,9 @@ class Handler(BaseHTTPRequestHandler):
 
         headers = {"x-request-id": _id("req_")}
         if not stream:
-            self._send_json(200, response("completed", output, wire), headers)
             self._record("responses", path, body, markers, 200, stream=False, provider="openai", usage=u,
                          usage_wire=wire, tool_calls=[n for n, _ in calls], text=text, **kw)
+            self._send_json(200, response("completed", output, wire), headers)
             return
         seq = [0]
 
@@ -528,10 +532,10 @@ class Handler(BaseHTTPRequestHandler):
                 ev("response.content_part.done", item_id=item["id"], output_index=idx, content_index=0,
                    part=item["content"][0])
                 ev("response.output_item.done", output_index=idx, item=item)
-        ev("response.completed", response=response("completed", output, wire))
-        self._end_stream()
         self._record("responses", path, body, markers, 200, stream=True, provider="openai", usage=u,
                      usage_wire=wire, tool_calls=[n for n, _ in calls], text=text, **kw)
+        ev("response.completed", response=response("completed", output, wire))
+        self._end_stream()
 
     # -- OpenAI embeddings
     def _embeddings(self, body: dict, path: str) -> None:
@@ -553,10 +557,10 @@ class Handler(BaseHTTPRequestHandler):
             emb = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if b64 else vec
             data.append({"object": "embedding", "index": i, "embedding": emb})
         wire = {"prompt_tokens": u["in"], "total_tokens": u["in"]}
-        self._send_json(200, {"object": "list", "data": data, "model": snapshot(body.get("model"), "openai"),
-                              "usage": wire}, {"x-request-id": _id("req_")})
         self._record("embeddings", path, body, markers, 200, stream=False, provider="openai", usage=u,
                      usage_wire=wire)
+        self._send_json(200, {"object": "list", "data": data, "model": snapshot(body.get("model"), "openai"),
+                              "usage": wire}, {"x-request-id": _id("req_")})
 
     # -- Anthropic messages
     def _anthropic(self, body: dict, path: str) -> None:
@@ -596,11 +600,11 @@ class Handler(BaseHTTPRequestHandler):
         stop = "tool_use" if calls else "end_turn"
         headers = {"request-id": _id("req_")}
         if not stream:
+            self._record("messages", path, body, markers, 200, stream=False, provider="anthropic", usage=u,
+                         usage_wire=wire, tool_calls=[n for n, _ in calls], text=text, **kw)
             self._send_json(200, {"id": mid, "type": "message", "role": "assistant", "model": model,
                                   "content": content, "stop_reason": stop, "stop_sequence": None, "usage": wire},
                             headers)
-            self._record("messages", path, body, markers, 200, stream=False, provider="anthropic", usage=u,
-                         usage_wire=wire, tool_calls=[n for n, _ in calls], text=text, **kw)
             return
         self._start_stream(headers)
 
@@ -634,11 +638,11 @@ class Handler(BaseHTTPRequestHandler):
         delta_usage = {k: wire[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
                                             "output_tokens")}
         ev("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage=delta_usage)
-        ev("message_stop")
-        self._end_stream()
         self._record("messages", path, body, markers, 200, stream=True, provider="anthropic", usage=u,
                      usage_wire=wire, tool_calls=[n for n, _ in calls], text=text,
                      **kw)
+        ev("message_stop")
+        self._end_stream()
 
 
 class Server(ThreadingHTTPServer):
