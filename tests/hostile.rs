@@ -563,23 +563,12 @@ async fn uploads_hold_what_they_sent_not_what_they_announce() {
     let held = common::value(&m, "chainpulse_inflight_bytes", &[]);
     assert!(held <= 8.0 * 16.0 * 1024.0, "held {held} bytes");
     // A normal 300 KiB export still fits, and /readyz stays ready.
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", server.addrs().http))
-        .header("content-type", "application/x-protobuf")
-        .body(fixture("langchain-openinference.pb"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200);
-    let big = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", server.addrs().http))
-        .header("content-type", "application/x-protobuf")
-        .body(vec![0u8; 300 * 1024])
-        .send()
-        .await
-        .expect("send");
+    assert_eq!(
+        post_pb(server.addrs().http, fixture("langchain-openinference.pb")).await,
+        200
+    );
     assert_ne!(
-        big.status(),
+        post_pb(server.addrs().http, vec![0u8; 300 * 1024]).await,
         503,
         "refused for memory while the uploads only trickle"
     );

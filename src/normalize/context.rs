@@ -23,7 +23,7 @@ fn is_internal_tag(t: &str) -> bool {
 }
 
 /// The run's tags (those `names` keeps), sorted, without duplicates.
-pub fn tags(x: &Extracted<'_>, names: &super::kept::TagNames) -> Vec<Text> {
+pub fn tags(x: &Extracted<'_>, names: &super::kept::Names) -> Vec<Text> {
     let mut tags: Vec<Text> = Vec::new();
     if names.none() {
         return tags;
@@ -51,7 +51,7 @@ pub fn tags(x: &Extracted<'_>, names: &super::kept::TagNames) -> Vec<Text> {
             }
         }
     }
-    tags.retain(|t| !is_internal_tag(t) && names.keeps(t));
+    tags.retain(|t| !is_internal_tag(t) && names.keeps(t.as_bytes()));
     tags.sort_unstable();
     tags.dedup();
     tags

@@ -137,13 +137,13 @@ impl<'a> Extracted<'a> {
             let Some(v) = kv.value.as_ref() else {
                 continue;
             };
-            x.take(&kv.key, &kv.key, v);
+            x.take(&kv.key, v);
         }
         x
     }
 
-    fn take(&mut self, key: &'a [u8], key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
-        let slot = match key {
+    fn take(&mut self, key: &'a bytes::Bytes, v: &'a AnyValue) {
+        let slot = match &key[..] {
             b"openinference.span.kind" => &mut self.oi_kind,
             b"traceloop.span.kind" => &mut self.traceloop_kind,
             b"traceloop.entity.name" => &mut self.traceloop_entity_name,
@@ -246,7 +246,7 @@ impl<'a> Extracted<'a> {
             b"gen_ai.workflow.input" => &mut self.workflow_input,
 
             _ => {
-                self.take_prefixed(key, key_bytes, v);
+                self.take_prefixed(key, v);
                 return;
             }
         };
@@ -256,7 +256,7 @@ impl<'a> Extracted<'a> {
 
     /// Keys that are not fixed: metadata under a dialect prefix, and family
     /// evidence for dialect detection.
-    fn take_prefixed(&mut self, key: &'a [u8], key_bytes: &'a bytes::Bytes, v: &'a AnyValue) {
+    fn take_prefixed(&mut self, key: &'a bytes::Bytes, v: &'a AnyValue) {
         // `true` marks values that are JSON-encoded (Langfuse v5 encodes
         // every metadata value, strings included).
         for (prefix, json) in [
@@ -267,7 +267,7 @@ impl<'a> Extracted<'a> {
         ] {
             if let Some(k) = key.strip_prefix(prefix.as_bytes()) {
                 if let Some(k) = crate::otlp::utf8::as_str(k).filter(|k| !k.is_empty()) {
-                    self.prefixed_metadata.push((k, key_bytes, v, json));
+                    self.prefixed_metadata.push((k, key, v, json));
                 }
                 self.note_family(key);
                 return;

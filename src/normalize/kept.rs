@@ -11,28 +11,29 @@
 //! library's `normalize_request`, and the tests that check what each
 //! dialect carries).
 
-use super::metadata::MetadataKeys;
+use super::metadata::NORMALIZE_KEYS;
 
-/// Which tags a run keeps.
+/// Which names (metadata keys, or tags) a run keeps.
 #[derive(Debug, Clone, Default)]
-pub enum TagNames {
-    /// Every tag.
+pub enum Names {
+    /// Every one.
     #[default]
     All,
-    /// Only these (exact); none when empty.
+    /// Only these (exact, case-sensitive); none when empty.
     Only(Vec<Box<str>>),
 }
 
-impl TagNames {
-    /// No tag can be kept: the tags need not be read at all.
+impl Names {
+    /// Nothing can be kept: the source need not be read at all.
     pub fn none(&self) -> bool {
-        matches!(self, TagNames::Only(names) if names.is_empty())
+        matches!(self, Names::Only(names) if names.is_empty())
     }
 
-    pub fn keeps(&self, tag: &str) -> bool {
+    #[inline]
+    pub fn keeps(&self, name: &[u8]) -> bool {
         match self {
-            TagNames::All => true,
-            TagNames::Only(names) => names.iter().any(|n| **n == *tag),
+            Names::All => true,
+            Names::Only(names) => names.iter().any(|n| n.as_bytes() == name),
         }
     }
 }
@@ -40,8 +41,8 @@ impl TagNames {
 /// Metadata keys and tags a run keeps.
 #[derive(Debug, Clone, Default)]
 pub struct Kept {
-    pub metadata: MetadataKeys,
-    pub tags: TagNames,
+    pub metadata: Names,
+    pub tags: Names,
 }
 
 impl Kept {
@@ -50,15 +51,22 @@ impl Kept {
         Kept::default()
     }
 
-    /// What normalization reads itself plus what later stages read: the
-    /// metadata keys and tag names their configuration names.
+    /// What normalization reads itself ([`NORMALIZE_KEYS`]) plus what later
+    /// stages read: the metadata keys and tag names their configuration
+    /// names.
     pub fn used_by<'a>(
         metadata: impl IntoIterator<Item = &'a str>,
         tags: impl IntoIterator<Item = &'a str>,
     ) -> Kept {
+        let mut keys: Vec<Box<str>> = NORMALIZE_KEYS.iter().map(|k| Box::from(*k)).collect();
+        for k in metadata {
+            if !keys.iter().any(|have| **have == *k) {
+                keys.push(Box::from(k));
+            }
+        }
         Kept {
-            metadata: MetadataKeys::used_by(metadata),
-            tags: TagNames::Only(tags.into_iter().map(Box::from).collect()),
+            metadata: Names::Only(keys),
+            tags: Names::Only(tags.into_iter().map(Box::from).collect()),
         }
     }
 }

@@ -6,12 +6,13 @@
 //! the run was 10–11 % of ingest CPU at 10 k spans/s, although only a handful
 //! of keys are ever read: those normalization reads itself
 //! ([`NORMALIZE_KEYS`]) and those the configuration names (promoted labels,
-//! the batch-pricing key, cache-hit keys). [`MetadataKeys::Only`] keeps just
-//! those; the rest of the document is skipped without being validated,
-//! copied or reference-counted. [`MetadataKeys::All`] keeps everything (the
-//! library's default, for callers that want the whole run).
+//! the batch-pricing key, cache-hit keys). [`super::kept::Names::Only`] keeps
+//! just those; the rest of the document is skipped without being validated,
+//! copied or reference-counted. [`super::kept::Names::All`] keeps everything
+//! (the library's default, for callers that want the whole run).
 
 use super::extract::Extracted;
+use super::kept::Names;
 use super::text::Text;
 use super::value::to_value_text;
 use crate::otlp_view::any_value::Value;
@@ -33,42 +34,10 @@ pub const NORMALIZE_KEYS: [&str; 10] = [
     "langgraph_node",
 ];
 
-/// Which metadata keys a normalized run keeps.
-#[derive(Debug, Clone, Default)]
-pub enum MetadataKeys {
-    /// Every key (what `normalize_request` does).
-    #[default]
-    All,
-    /// Only these (exact, case-sensitive).
-    Only(Vec<Box<str>>),
-}
-
-impl MetadataKeys {
-    /// [`NORMALIZE_KEYS`] plus the keys a later stage reads (from its
-    /// configuration).
-    pub fn used_by<'a>(later: impl IntoIterator<Item = &'a str>) -> MetadataKeys {
-        let mut keys: Vec<Box<str>> = NORMALIZE_KEYS.iter().map(|k| Box::from(*k)).collect();
-        for k in later {
-            if !keys.iter().any(|have| **have == *k) {
-                keys.push(Box::from(k));
-            }
-        }
-        MetadataKeys::Only(keys)
-    }
-
-    #[inline]
-    pub fn keeps(&self, key: &[u8]) -> bool {
-        match self {
-            MetadataKeys::All => true,
-            MetadataKeys::Only(keys) => keys.iter().any(|k| k.as_bytes() == key),
-        }
-    }
-}
-
 /// The span's metadata as (key, value text): OpenInference's JSON members
 /// first, then the dialect-prefixed attributes, in that order (a lookup
 /// takes the first entry of a key).
-pub fn metadata(x: &Extracted<'_>, keys: &MetadataKeys) -> Vec<(Text, Text)> {
+pub fn metadata(x: &Extracted<'_>, keys: &Names) -> Vec<(Text, Text)> {
     let mut out: Vec<(Text, Text)> = Vec::new();
     if let Some(Value::StringValue(owner)) = x.oi_metadata.and_then(|v| v.value.as_ref()) {
         json_object_into(owner, keys, &mut out);
@@ -95,7 +64,7 @@ pub fn metadata(x: &Extracted<'_>, keys: &MetadataKeys) -> Vec<(Text, Text)> {
 /// repeated key keeps its last value (as a JSON object decoder does). Keys
 /// and strings without escapes are slices of `owner`. Anything but a whole,
 /// valid JSON object appends nothing.
-pub fn json_object_into(owner: &Bytes, keys: &MetadataKeys, out: &mut Vec<(Text, Text)>) {
+pub fn json_object_into(owner: &Bytes, keys: &Names, out: &mut Vec<(Text, Text)>) {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
     use serde_json::value::RawValue;
 
@@ -125,7 +94,7 @@ pub fn json_object_into(owner: &Bytes, keys: &MetadataKeys, out: &mut Vec<(Text,
     }
 
     struct Members<'k> {
-        keys: &'k MetadataKeys,
+        keys: &'k Names,
     }
     impl<'de> Visitor<'de> for Members<'_> {
         type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
@@ -211,7 +180,7 @@ mod tests {
 
     fn all(owner: &Bytes) -> Vec<(Text, Text)> {
         let mut out = Vec::new();
-        json_object_into(owner, &MetadataKeys::All, &mut out);
+        json_object_into(owner, &Names::All, &mut out);
         out
     }
 
@@ -237,7 +206,7 @@ mod tests {
         let owner = Bytes::from_static(
             br#"{"langgraph_step": 1, "env": "prod", "checkpoint_ns": "x:1", "user_id": "u", "big": {"deep": ["\u00e9", 1]}}"#,
         );
-        let keys = MetadataKeys::used_by(["env"]);
+        let keys = crate::normalize::Kept::used_by(["env"], []).metadata;
         let mut out = Vec::new();
         json_object_into(&owner, &keys, &mut out);
         let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -279,9 +248,9 @@ mod tests {
             kv("langsmith.metadata.revision", "abc"),
         ];
         let x = Extracted::from_attributes(&attrs);
-        let kept = metadata(&x, &MetadataKeys::used_by([]));
+        let kept = metadata(&x, &crate::normalize::Kept::used_by([], []).metadata);
         assert_eq!(kept.len(), 1);
         assert_eq!(meta_value(&kept, "user_id"), Some("u-9"));
-        assert_eq!(metadata(&x, &MetadataKeys::All).len(), 2);
+        assert_eq!(metadata(&x, &Names::All).len(), 2);
     }
 }

@@ -20,8 +20,7 @@ mod timefmt;
 mod usage;
 mod value;
 
-pub use kept::{Kept, TagNames};
-pub use metadata::MetadataKeys;
+pub use kept::{Kept, Names};
 pub use run::{ChainRun, Dialect, RunKind, RunStatus, SpanId, Tokens, TraceId};
 pub use text::Text;
 

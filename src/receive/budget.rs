@@ -100,14 +100,6 @@ impl Reservation {
         Ok(())
     }
 
-    /// Holds at least `n` bytes in total.
-    pub fn grow_to(&mut self, n: usize) -> Result<(), IngestError> {
-        if n > self.held {
-            self.grow(n - self.held)?;
-        }
-        Ok(())
-    }
-
     /// Gives back `n` bytes (buffers freed early).
     pub fn shrink(&mut self, n: usize) {
         let n = n.min(self.held);
